@@ -1,0 +1,405 @@
+"""A small decoder-only Transformer, written by hand, with KV-cache batched sampling.
+
+What is here, top to bottom:
+  1. `ModelConfig`, the architecture as a dataclass (stored as JSON in every checkpoint).
+  2. The pieces of a Llama/DeepSeek-style block: RMSNorm, rotary position embeddings (RoPE),
+     causal multi-head self-attention written out as matmul -> mask -> softmax -> matmul, and a
+     SwiGLU MLP; pre-norm residual blocks; a final norm and an LM head tied to the embedding.
+  3. `KVCache` and `generate()`: one call samples completions for a batch of prompts of different
+     lengths and returns the completion ids, the mask of valid completion tokens and whether each
+     row was truncated (GRPO needs all three), plus the log-prob of every sampled token.
+  4. `save_checkpoint` / `load_checkpoint`: safetensors weights with the config as JSON metadata,
+     the tokenizer's `tokenizer.json` beside them. Nothing is pickled, so loading never runs code.
+
+Shape letters used in comments: B batch rows, T tokens, H heads, D model width, Dh = D / H head
+width, V vocabulary size.
+
+Deliberate choices:
+  1. Batches of prompts of different lengths are LEFT-padded, with a boolean `valid` mask and
+     per-row positions (`position = number of valid tokens before this one`). So a padded row sees
+     exactly the positions and keys it would see alone: padding changes no number, and all rows
+     write their next token into the same cache column, which keeps the cached decode loop a
+     single batched matmul per layer.
+  2. A query may always attend to itself, even at a pad position. A pad query would otherwise have
+     no key to attend to and its softmax would be 0/0 = NaN; its output is never used.
+  3. SwiGLU MLP (as in Llama and DeepSeek) with hidden width 8/3 * D rounded up to a multiple of 32,
+     so its parameter count matches a 4*D GELU MLP.
+  4. `F.scaled_dot_product_attention` is the fast path (`attn_impl="sdpa"`); the hand-written
+     `attention()` is the reference, and tests/test_model.py proves the two agree to 1e-5 in fp32.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Configuration
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ModelConfig:
+    vocab_size: int = 512  # tokens in the vocabulary (set from the tokenizer)
+    n_layer: int = 4  # Transformer blocks
+    n_head: int = 4  # attention heads per block
+    n_embd: int = 128  # model width D
+    max_seq_len: int = 256  # longest prompt + completion the RoPE tables cover
+    rope_theta: float = 10000.0  # RoPE base frequency (Llama's value)
+    norm_eps: float = 1e-5  # RMSNorm epsilon
+    attn_impl: str = "sdpa"  # "sdpa" (fast path) or "manual" (the reference written out below)
+
+    def __post_init__(self):
+        if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
+            raise ValueError(f"n_embd={self.n_embd} must split into n_head={self.n_head} heads of even width")
+        if self.attn_impl not in ("sdpa", "manual"):
+            raise ValueError(f"attn_impl={self.attn_impl!r}: allowed values are 'sdpa', 'manual'")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; known keys are {sorted(known)}")
+        return cls(**d)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. The layers
+# ---------------------------------------------------------------------------------------------
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * g   (Zhang & Sennrich 2019; used by Llama and DeepSeek)."""
+
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        # normalise in fp32 even under bf16 autocast: the mean of squares loses precision in bf16
+        xf = x.float()
+        y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return y.type_as(x) * self.weight
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles, each (max_len, head_dim/2).
+
+    RoPE (Su et al. 2021, "RoFormer", arXiv 2104.09864), as used by Llama and DeepSeek: the pair
+    (x_i, x_{i+Dh/2}) of a query or key at position p is rotated by the angle p * theta^(-2i/Dh),
+    so the dot product q.k depends only on the distance between the two positions.
+    """
+    inv_freq = theta ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (Dh/2,)
+    angles = torch.outer(torch.arange(max_len, dtype=torch.float32), inv_freq)  # (max_len, Dh/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, H, T, Dh) by per-row angles cos, sin (B, 1, T, Dh/2). Half-split layout."""
+    x1, x2 = x.float().chunk(2, dim=-1)  # (B, H, T, Dh/2) each
+    out = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return out.type_as(x)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(Dh) + mask) v, written out. The reference for the sdpa fast path.
+
+    q (B, H, Tq, Dh); k, v (B, H, Tk, Dh); mask (B, 1, Tq, Tk) bool, True where a query may look.
+    """
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
+    scores = scores.masked_fill(~mask, float("-inf"))  # -inf so masked keys get exactly 0 weight
+    weights = F.softmax(scores.float(), dim=-1).type_as(q)
+    return weights @ v  # (B, H, Tq, Dh)
+
+
+def attention_mask(valid: torch.Tensor, n_query: int) -> torch.Tensor:
+    """(B, 1, Tq, Tk) bool: query i (the last Tq of the Tk positions) may see key j iff
+    j <= i (causal) and key j is a real token, or j == i (choice 2 in the module docstring)."""
+    n_key = valid.size(1)
+    q_pos = torch.arange(n_key - n_query, n_key, device=valid.device)[:, None]  # (Tq, 1)
+    k_pos = torch.arange(n_key, device=valid.device)[None, :]  # (1, Tk)
+    causal = k_pos <= q_pos  # (Tq, Tk)
+    allowed = (causal & valid[:, None, :]) | (k_pos == q_pos)  # (B, Tq, Tk)
+    return allowed[:, None]
+
+
+def positions_from_valid(valid: torch.Tensor) -> torch.Tensor:
+    """Per-row positions: the number of valid tokens before each token (pads get 0).
+
+    valid [[0, 0, 1, 1, 1]] -> [[0, 0, 0, 1, 2]]: a left-padded row gets the positions it would
+    have had without padding (choice 1 in the module docstring).
+    """
+    return (valid.long().cumsum(-1) - 1).clamp(min=0)
+
+
+class KVCache:
+    """Keys and values of every layer for a batch of B rows, preallocated for max_len positions.
+
+    All rows share one write column (`self.length`), since prompts are left-padded to one length and
+    every row then gains exactly one token per decode step.
+    """
+
+    def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device, dtype):
+        shape = (batch, cfg.n_head, max_len, cfg.n_embd // cfg.n_head)  # (B, H, T, Dh)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.length = 0  # positions written so far
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write the new keys/values (B, H, Tnew, Dh) and return all of them so far."""
+        start, end = self.length, self.length + k.size(2)
+        self.k[layer][:, :, start:end] = k
+        self.v[layer][:, :, start:end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_head, self.impl = cfg.n_head, cfg.attn_impl
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int):
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)  # (B, T, D) each
+        q, k, v = (t.view(B, T, self.n_head, D // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, Dh)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # (B, H, Tk, Dh): the past and the new positions
+        if self.impl == "sdpa":
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        else:
+            y = attention(q, k, v, mask)
+        y = y.transpose(1, 2).reshape(B, T, D)  # (B, T, D): heads side by side again
+        return self.proj(y)
+
+
+class SwiGLU(nn.Module):
+    """MLP(x) = W_down( silu(W_gate x) * W_up x )   (Shazeer 2020, "GLU Variants Improve Transformer")."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        hidden = 32 * math.ceil(8 * cfg.n_embd / 3 / 32)
+        self.gate = nn.Linear(cfg.n_embd, hidden, bias=False)
+        self.up = nn.Linear(cfg.n_embd, hidden, bias=False)
+        self.down = nn.Linear(hidden, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down(F.silu(self.gate(x)) * self.up(x))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x = x + Attn(Norm(x)); x = x + MLP(Norm(x))."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(cfg.n_embd, cfg.norm_eps), RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.attn, self.mlp = SelfAttention(cfg), SwiGLU(cfg)
+
+    def forward(self, x, cos, sin, mask, cache, layer):
+        x = x + self.attn(self.norm1(x), cos, sin, mask, cache, layer)
+        return x + self.mlp(self.norm2(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.max_seq_len, cfg.rope_theta)
+        self.register_buffer("rope_cos", cos, persistent=False)  # derived, so not saved
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # GPT-2: scale the residual writes by depth
+            if name.endswith(("attn.proj.weight", "mlp.down.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layer))
+
+    @staticmethod
+    def _init_weights(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx, valid=None, positions=None, cache: KVCache | None = None):
+        """Logits (B, T, V) for tokens idx (B, T).
+
+        valid: (B, Tk) bool, which keys are real tokens (Tk = cached + T); None means all.
+        positions: (B, T) RoPE positions of idx; None means derive them from `valid`.
+        cache: a KVCache to read the past from and append these T positions to.
+        """
+        B, T = idx.shape
+        past = cache.length if cache is not None else 0
+        if valid is None:
+            valid = torch.ones(B, past + T, dtype=torch.bool, device=idx.device)
+        if positions is None:
+            positions = positions_from_valid(valid)[:, past:]
+        if cache is None and T > self.cfg.max_seq_len:  # generate() checks the cached case up front
+            raise ValueError(f"sequence of {T} tokens exceeds max_seq_len={self.cfg.max_seq_len}")
+        cos, sin = self.rope_cos[positions][:, None], self.rope_sin[positions][:, None]  # (B, 1, T, Dh/2)
+        mask = attention_mask(valid, T)  # (B, 1, T, Tk)
+        x = self.tok_emb(idx)  # (B, T, D)
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cos, sin, mask, cache, layer)
+        if cache is not None:
+            cache.length += T
+        return F.linear(self.norm(x), self.tok_emb.weight)  # tied LM head: (B, T, V)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Sampling with a KV cache
+# ---------------------------------------------------------------------------------------------
+class Rollout(NamedTuple):
+    """What `generate` returns. T is the longest completion in the batch."""
+
+    ids: torch.Tensor  # (B, T) completion tokens, pad_id after a row ended
+    mask: torch.Tensor  # (B, T) bool, True on real completion tokens (the EOS included)
+    truncated: torch.Tensor  # (B,) bool, True if the row hit max_new_tokens without an EOS
+    logprobs: torch.Tensor  # (B, T) log pi(token) at the sampling temperature, before top-k/top-p; 0 on pads
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lists of different lengths -> ids (B, P) left-padded, valid (B, P) bool."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt must have at least one token")
+    P = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), P), pad_id, dtype=torch.long)
+    valid = torch.zeros(len(prompts), P, dtype=torch.bool)
+    for i, p in enumerate(prompts):
+        ids[i, P - len(p):] = torch.tensor(p, dtype=torch.long)
+        valid[i, P - len(p):] = True
+    return ids.to(device), valid.to(device)
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Set to -inf every logit outside the top-k, then outside the smallest set with mass >= top_p."""
+    if top_k is not None and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= top_p  # mass before this token already reaches top_p
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
+             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+             generator: torch.Generator | None = None) -> Rollout:
+    """Sample a completion for every prompt in one batched, KV-cached loop.
+
+    temperature 0 means greedy (argmax). Each row stops at its first EOS (kept, and masked as a real
+    token, because the policy must learn to stop) or after max_new_tokens (then truncated=True).
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+    device = model.tok_emb.weight.device
+    ids, valid = left_pad(prompts, pad_id, device)
+    B, P = ids.shape
+    if P + max_new_tokens > model.cfg.max_seq_len:
+        raise ValueError(f"longest prompt {P} + max_new_tokens {max_new_tokens} > max_seq_len {model.cfg.max_seq_len}")
+    cache = KVCache(model.cfg, B, P + max_new_tokens, device, model.tok_emb.weight.dtype)
+    valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=device)], dim=1)
+    next_pos = valid[:, :P].sum(-1, keepdim=True)  # (B, 1) position of the first new token
+    logits = model(ids, valid=valid[:, :P], cache=cache)[:, -1]  # prefill: (B, V)
+    out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
+    fdtype = torch.promote_types(model.tok_emb.weight.dtype, torch.float32)  # softmax in >= fp32
+    out_logp = torch.zeros(B, max_new_tokens, device=device, dtype=fdtype)
+    out_mask = torch.zeros(B, max_new_tokens, dtype=torch.bool, device=device)
+    alive = torch.ones(B, dtype=torch.bool, device=device)  # rows that have not yet emitted EOS
+    for t in range(max_new_tokens):
+        logits = logits.to(fdtype)
+        if temperature == 0:
+            tok = logits.argmax(-1)
+            logp = torch.log_softmax(logits, -1)
+        else:
+            logp = torch.log_softmax(logits / temperature, -1)
+            probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+            tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+        out[:, t] = torch.where(alive, tok, pad_id)
+        out_logp[:, t] = torch.where(alive, logp.gather(1, tok[:, None]).squeeze(1), 0.0)
+        out_mask[:, t] = alive
+        alive = alive & (tok != eos_id)
+        if not alive.any() or t == max_new_tokens - 1:
+            break
+        logits = model(out[:, t:t + 1], valid=valid[:, :P + t + 1], positions=next_pos + t, cache=cache)[:, -1]
+    T = t + 1
+    return Rollout(out[:, :T], out_mask[:, :T], alive, out_logp[:, :T])
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Checkpoints
+# ---------------------------------------------------------------------------------------------
+WEIGHTS_FILE, TOKENIZER_FILE = "model.safetensors", "tokenizer.json"
+
+
+def save_checkpoint(directory: str, model: Transformer, tokenizer=None, meta: dict | None = None) -> str:
+    """Write directory/model.safetensors (config and `meta` as JSON metadata) and tokenizer.json.
+
+    Written to a temporary name and renamed, so a crash mid-write never leaves a half checkpoint.
+    """
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, WEIGHTS_FILE)
+    metadata = {"model_config": json.dumps(asdict(model.cfg))}
+    for key, value in (meta or {}).items():
+        metadata[key] = json.dumps(value)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    save_file(state, path + ".tmp", metadata=metadata)
+    os.replace(path + ".tmp", path)
+    if tokenizer is not None:
+        tokenizer.save(os.path.join(directory, TOKENIZER_FILE))
+    return path
+
+
+def read_checkpoint(directory: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(metadata with JSON values decoded, tensors) of directory/model.safetensors, or a clear error."""
+    path = os.path.join(directory, WEIGHTS_FILE)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            raw_meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if "model_config" not in raw_meta:
+        raise ValueError(f"{path}: no 'model_config' in the metadata; was it written by save_checkpoint?")
+    try:
+        meta = {k: json.loads(v) for k, v in raw_meta.items()}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: metadata is not valid JSON ({e})") from None
+    return meta, tensors
+
+
+def load_checkpoint(directory: str, device="cpu", attn_impl: str | None = None) -> tuple[Transformer, dict]:
+    """Rebuild the model from directory/model.safetensors; returns (model in eval mode, metadata)."""
+    meta, tensors = read_checkpoint(directory)
+    cfg = ModelConfig.from_dict(meta["model_config"])
+    if attn_impl is not None:
+        cfg.attn_impl = attn_impl
+    model = Transformer(cfg)
+    expected = model.state_dict()
+    missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
+    if missing or unexpected:
+        raise ValueError(f"{directory}/{WEIGHTS_FILE}: tensors do not match the config: "
+                         f"missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+    for name, t in tensors.items():
+        if t.shape != expected[name].shape:
+            raise ValueError(f"{directory}/{WEIGHTS_FILE}: tensor {name} has shape {tuple(t.shape)}, "
+                             f"the config needs {tuple(expected[name].shape)}")
+    model.load_state_dict(tensors)
+    return model.to(device).eval(), meta

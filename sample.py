@@ -1,0 +1,114 @@
+"""Ask a trained checkpoint a question, or score it on held-out problems.
+
+    python sample.py runs/default --question "What is 347*6+125-89?"
+    python sample.py runs/default --n 500                  # greedy pass@1 on 500 held-out problems
+    python sample.py runs/default --question "What is 12*3+4?" --temperature 0.7 --samples 4
+
+The checkpoint directory holds model.safetensors (the training config is in its metadata) and
+tokenizer.json. The held-out problems are rebuilt from that config, so `--n` scores exactly the test
+split the model never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+
+import torch
+from tokenizers import Tokenizer
+
+import tasks
+from model import TOKENIZER_FILE, generate, load_checkpoint
+from rewards import accuracy_reward
+
+
+def complete(model, tok, questions: list[str], template: str, max_new_tokens: int, temperature: float = 0.0,
+             top_k: int | None = None, top_p: float | None = None, batch_size: int = 256,
+             generator: torch.Generator | None = None) -> list[str]:
+    """The model's completion text for every question (greedy when temperature is 0)."""
+    was_training = model.training
+    model.eval()
+    texts = []
+    for start in range(0, len(questions), batch_size):
+        chunk = questions[start:start + batch_size]
+        prompts = [tok.encode(tasks.format_prompt(q, template)).ids for q in chunk]
+        roll = generate(model, prompts, max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature, top_k, top_p,
+                        generator)
+        for ids, mask in zip(roll.ids.tolist(), roll.mask.tolist()):
+            kept = [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID]
+            texts.append(tasks.decode(tok, kept))
+    model.train(was_training)
+    return texts
+
+
+def greedy_pass_at_1(model, tok, problems: list[tasks.Problem], template: str, max_new_tokens: int,
+                     batch_size: int = 256) -> float:
+    """Fraction of problems whose greedy completion earns the accuracy reward (rewards.accuracy_reward)."""
+    texts = complete(model, tok, [p.question for p in problems], template, max_new_tokens, batch_size=batch_size)
+    return sum(accuracy_reward(t, p.answer) for t, p in zip(texts, problems)) / len(problems)
+
+
+def split_completion(text: str) -> tuple[str, str]:
+    """(reasoning, answer) out of ' <think> ... </think> <answer> N </answer>'; '' where a part is missing."""
+    think = re.search(r"<think>(.*?)</think>", text, re.S)
+    answer = re.search(r"<answer>(.*?)</answer>", text, re.S)
+    return (think.group(1).strip() if think else ""), (answer.group(1).strip() if answer else "")
+
+
+def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:
+    """The first n problems of the checkpoint's own test split, rebuilt from its training config."""
+    c = train_config
+    if c["task"] == "gsm8k":
+        test = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "test.jsonl"))
+    else:
+        knobs = {k: c[k] for k in ("digits", "mul_digits", "min_ops", "max_ops")} if c["task"] == "arithmetic" else {}
+        _, test = tasks.make_splits(c["task"], 0, c["n_test"], c["seed"], **knobs)
+    if n > len(test):
+        raise ValueError(f"--n {n}: the checkpoint's test split has only {len(test)} problems")
+    return test[:n]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("checkpoint", help="checkpoint directory (holds model.safetensors and tokenizer.json)")
+    p.add_argument("--question", help="a question to answer")
+    p.add_argument("--n", type=int, default=0, help="score greedy pass@1 on this many held-out problems")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding")
+    p.add_argument("--top_k", type=int, default=None, help="sample from the k most likely tokens only")
+    p.add_argument("--top_p", type=float, default=None, help="sample from the smallest set with this mass")
+    p.add_argument("--samples", type=int, default=1, help="completions to sample for --question")
+    p.add_argument("--max_new_tokens", type=int, default=None, help="default: the training config's")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = p.parse_args(argv)
+    if not args.question and args.n <= 0:
+        p.error("give --question TEXT, or --n N to score N held-out problems")
+
+    model, meta = load_checkpoint(args.checkpoint, args.device)
+    tok_path = os.path.join(args.checkpoint, TOKENIZER_FILE)
+    if not os.path.isfile(tok_path):
+        p.error(f"no tokenizer at {tok_path}")
+    tok = Tokenizer.from_file(tok_path)
+    cfg = meta.get("train_config", {"template": "compact", "max_new_tokens": 128})
+    max_new = args.max_new_tokens or cfg["max_new_tokens"]
+    print(f"loaded {args.checkpoint}: {model.num_params():,} parameters, stage {meta.get('stage')}, "
+          f"step {meta.get('step')}", file=sys.stderr)
+
+    if args.question:
+        gen = torch.Generator(device=args.device).manual_seed(args.seed)
+        texts = complete(model, tok, [args.question] * args.samples, cfg["template"], max_new,
+                         args.temperature, args.top_k, args.top_p, generator=gen)
+        for i, text in enumerate(texts):
+            reasoning, answer = split_completion(text)
+            print(f"--- sample {i + 1}" if args.samples > 1 else "---")
+            print(f"reasoning:\n{reasoning}\nanswer: {answer}")
+    if args.n > 0:
+        problems = held_out_problems(cfg, args.n)
+        acc = greedy_pass_at_1(model, tok, problems, cfg["template"], max_new)
+        print(f"greedy pass@1 on {len(problems)} held-out problems: {acc:.3f}")
+
+
+if __name__ == "__main__":
+    main()
