@@ -22,6 +22,19 @@ def test_sft_batch_masks_exactly_the_completion_tokens_and_eos():
     assert mask.tolist() == [[False, False, True, True, True], [True, True, False, False, False]]
 
 
+def test_length_grouped_batches_cover_random_examples_in_batches_of_similar_length():
+    import random
+    examples = [([1] * n, [2]) for n in range(1, 401)]  # lengths 2..401
+    batches = train.length_grouped_batches(examples, 8, random.Random(0))
+    drawn = [next(batches) for _ in range(50)]
+    assert all(len(b) == 8 and len(set(b)) == 8 for b in drawn)
+    spread = sum(max(b) - min(b) for b in drawn) / len(drawn)
+    assert spread < 100  # a random batch of 8 out of 400 spreads over ~310 lengths on average
+    assert len({i for b in drawn for i in b}) > 250  # yet the examples seen are spread over the whole set
+    with pytest.raises(ValueError, match="batch_size"):
+        next(train.length_grouped_batches(examples[:4], 8, random.Random(0)))
+
+
 def test_completion_loss_ignores_masked_positions():
     logits = torch.zeros(1, 3, 4)
     logits[0, 0, 2] = 100.0  # position 0 is masked: its (wrong) prediction must not count
