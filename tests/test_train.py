@@ -25,14 +25,14 @@ def test_sft_batch_masks_exactly_the_completion_tokens_and_eos():
 def test_length_grouped_batches_cover_random_examples_in_batches_of_similar_length():
     import random
     examples = [([1] * n, [2]) for n in range(1, 401)]  # lengths 2..401
-    batches = train.length_grouped_batches(examples, 8, random.Random(0))
+    batches = train.length_grouped_batches(examples, 8, random.Random(0), group=16)
     drawn = [next(batches) for _ in range(50)]
     assert all(len(b) == 8 and len(set(b)) == 8 for b in drawn)
     spread = sum(max(b) - min(b) for b in drawn) / len(drawn)
     assert spread < 100  # a random batch of 8 out of 400 spreads over ~310 lengths on average
     assert len({i for b in drawn for i in b}) > 250  # yet the examples seen are spread over the whole set
     with pytest.raises(ValueError, match="batch_size"):
-        next(train.length_grouped_batches(examples[:4], 8, random.Random(0)))
+        next(train.length_grouped_batches(examples[:4], 8, random.Random(0), group=16))
 
 
 def test_completion_loss_ignores_masked_positions():
@@ -90,10 +90,9 @@ def test_smoke_run_trains_checkpoints_and_samples(tmp_path, capsys):
     sample.main([out, "--question", "What is 12*3+4?", "--n", "10"])
     printed = capsys.readouterr().out
     assert "reasoning:" in printed and "answer:" in printed and "greedy pass@1 on 10 held-out" in printed
-    _, test = tasks.make_splits("arithmetic", 0, 50, 0)
-    cfg = json.loads(json.dumps(train.TrainConfig(**{**train.asdict(train.TrainConfig()),
-                                                     **train.PRESETS["smoke"]}).__dict__))
-    assert sample.held_out_problems(cfg, 10) == test[:10]
+    cfg = train.parse_config(["--preset", "smoke", "--out_dir", out])
+    stored = json.loads(json.dumps(train.asdict(cfg)))  # as the checkpoint stores it
+    assert sample.held_out_problems(stored, 10) == train.load_problems(cfg)[1][:10]
 
 
 def test_split_completion_separates_reasoning_and_answer():

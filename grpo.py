@@ -1,0 +1,467 @@
+"""The GRPO objective and its PPO baseline, one small pure function per equation.
+
+What this file implements (tensors in, tensors out: no model state, optimizer or globals, except that
+`completion_logprobs` runs the model it is given):
+
+    GRPO        "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models",
+                Shao et al. 2024, arXiv 2402.03300: §4.1 Eqs. 1-4 (objective, k3 KL), §4.1.2 outcome and
+                §4.1.3 process advantages, §5.2 Eq. 5 and Table 10 / Eqs. 6-21 (gradient coefficients)
+    R1          "DeepSeek-R1: Incentivizing Reasoning Capability in LLMs via Reinforcement Learning",
+                DeepSeek-AI 2025, arXiv 2501.12948: Eqs. 1-3 (GRPO on sequences; implemented per token)
+    Dr. GRPO    "Understanding R1-Zero-Like Training: A Critical Perspective", Liu et al. 2025,
+                arXiv 2503.20783: no std (scale="none"), constant normaliser (agg="constant"), RLOO relation
+    DAPO        "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", Yu et al. 2025,
+                arXiv 2503.14476: clip-higher (Eq. 10), dynamic sampling (Eq. 11), token-level loss (Eq. 12),
+                overlong filtering; GAE as written in its Eqs. 2-3
+    k1/k2/k3    Schulman, "Approximating KL Divergence", joschu.net/blog/kl-approx.html (2020)
+    pass@k      Chen et al. 2021, "Evaluating Large Language Models Trained on Code", arXiv 2107.03374
+
+Each function's docstring gives its equation and number; the reward functions
+(including DAPO's soft overlong penalty and the per-step rewards) are in rewards.py.
+
+Shape letters: B prompts, G samples per prompt (group_size), N = B*G completion rows (the G samples of a
+prompt are consecutive rows: row n = b*G + g), T completion tokens, P prompt tokens, V vocabulary.
+Every per-token tensor is (N, T) and comes with `mask` (N, T) bool, True on real completion tokens.
+Every objective J is maximised; each loss is -J, with the sign flip written out.
+
+GRPO vs PPO: they share `policy_ratio`, `clipped_surrogate` and `aggregate`, and differ in two places:
+
+    |              | GRPO (DeepSeekMath Eq. 3)                  | PPO (DeepSeekMath Eqs. 1-2)                  |
+    |--------------|--------------------------------------------|----------------------------------------------|
+    | advantage    | group statistics: (r_i - mean) / std over  | a critic V_psi and GAE over per-token        |
+    | A_{i,t}      | the G samples of one prompt                | rewards: gae(ppo_token_rewards(..), values), |
+    |              | (group_advantages, process_advantages)     | and value_loss to train the critic           |
+    | KL to pi_ref | a loss term: - beta * k3 inside the token  | a shaped reward: - beta * log(pi / pi_ref)   |
+    |              | average (grpo_objective)                   | on every token (ppo_token_rewards)           |
+    | objective    | grpo_objective / grpo_loss                 | ppo_objective / ppo_loss                     |
+
+Deliberate choices where the papers leave a point open ([NV] in EQUATIONS.md):
+  1. Std convention: population std (ddof=0) by default. The papers write std({r_1..r_G}) of the set of G
+     rewards, and with ddof=0 the advantages of a group have sum 0 and sum of squares exactly G. torch's
+     default (ddof=1, used by TRL and oat) is a switch; for a fixed G the two differ only by the constant
+     factor sqrt((G-1)/G) (0.866 for G=4), i.e. a learning-rate scale.
+  2. eps = 1e-6 is added to the std: A = (r - mean) / (std + eps). A group whose rewards are all equal gets
+     advantages of exactly 0 (tested), never eps-amplified rounding noise or 0/0 = NaN. With rewards of
+     order 1, eps changes the advantages by less than 1e-5 relative.
+  3. scale="batch" centres each group on its own mean and divides by the std of all N centred rewards of
+     the batch passed in (the "group mean, batch std" variant Dr. GRPO §3.2 points towards). Centred
+     values, not raw rewards, so differences between prompts' means do not inflate the scale; sum of
+     squares over the batch is N (ddof=0). Groups with equal rewards count as N's zeros.
+  4. R1 writes its ratio and KL on whole sequences, pi(o_i|q). We use per-token ratios and per-token k3
+     (DeepSeekMath's form): a sequence ratio is exp of a sum of T log-ratios, which over- or underflows.
+  5. GRPO's KL is k3, computed as expm1(d) - d with d = ref_logp - logp, which is >= 0 in floating point
+     too (exp(d) - d - 1 is not: it rounds to -1e-16). It is inside the token aggregation (Eq. 3) and
+     ref_logp carries no gradient. Caveat: with more than one update per rollout the samples come from
+     pi_old, so k3 is no longer an unbiased estimate of KL[pi_theta || pi_ref].
+  6. PPO's KL-in-reward (Eq. 2) is the k1 log-ratio of the ROLLOUT policy to pi_ref, detached: a reward,
+     fixed at rollout time (InstructGPT's convention; the paper writes pi_theta and does not say).
+  7. Aggregation (`aggregate`): "seq_mean" (GRPO Eq. 3) averages over the rows that have at least one
+     token, so rows removed by overlong filtering drop out of the 1/G instead of counting as zeros.
+     "token_mean" (DAPO Eq. 12) divides by the number of tokens in the micro-batch passed in (not per
+     group as DAPO prints it, not the global batch as TRL does): with gradient accumulation over unequal
+     micro-batches it is therefore not exactly the token mean of the whole batch. "constant" (Dr. GRPO)
+     divides by N * max_len, counting every row.
+  8. Clip: eps_high defaults to eps_low (symmetric, GRPO); DAPO uses 0.2 / 0.28. DeepSeekMath does not
+     state its eps (with one update per rollout the ratio is 1 and the clip never acts); R1 reports 10.
+  9. Temperature: pi_theta, pi_old and pi_ref are all the tempered distribution softmax(logits / tau)
+     the sampler drew from, so the ratio is 1 before the first update (as TRL and verl do).
+ 10. pi_old: recompute old_logp with `completion_logprobs` under no_grad rather than reusing the sampler's
+     KV-cached numbers, which in fp32 differ from a full forward pass in the last bits (up to 5e-7 on a
+     2-layer test model); then the ratio of the first update is exactly 1 on a deterministic device.
+ 11. Process supervision (`process_advantages`) takes one group at a time; tokens after a row's last step
+     (e.g. the answer and EOS) get advantage 0, as the sum over index(j) >= t is empty there.
+ 12. The clip fraction (a logged statistic) counts masked tokens where min() took the clipped branch and
+     it differs from the unclipped one, i.e. where the token's gradient is zero because of the clip.
+ 13. GAE: V(s_{T+1}) = 0 after each row's last token, values are detached, returns = advantages + values.
+     The value loss is PPO2's clipped form 0.5 * max((V - R)^2, (V_clip - R)^2), token-averaged.
+
+Run the tests: python -m pytest -q tests/test_grpo.py
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+DDOF = 0  # choice 1: population std
+EPS = 1e-6  # choice 2: added to the std
+SCALES = ("group", "batch", "none")
+AGGREGATIONS = ("seq_mean", "token_mean", "constant")
+GC_METHODS = ("sft", "rft", "online_rft", "ppo", "grpo")
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r}: allowed values are {', '.join(repr(a) for a in allowed)}")
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. Log-probabilities and masks
+# ---------------------------------------------------------------------------------------------
+def completion_logprobs(model, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
+                        completion_mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """logp_{i,t} = log softmax(z_{i,t} / tau)[o_{i,t}]: log pi(o_{i,t} | q_i, o_{i,<t}) of every completion token.
+
+    One forward pass over [left-padded prompt (N, P) | completion (N, T)]; returns (N, T), 0 where
+    completion_mask is False. With grad: wrap the call in torch.no_grad() for pi_old and pi_ref.
+    The model's `valid` is cat(prompt_valid, completion_mask): left pads are invisible keys and positions
+    skip them (model.py choice 1). Completion pads come after the EOS, so under causal attention no real
+    token ever sees them; marking them invalid only keeps them out of the positions. Pass the rollout's
+    mask here, and apply overlong filtering (`completion_mask`) to the loss only.
+    """
+    P = prompt_ids.size(1)
+    ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (N, P+T)
+    valid = torch.cat([prompt_valid, completion_mask], dim=1)  # (N, P+T)
+    logits = model(ids, valid=valid)[:, P - 1:-1]  # (N, T, V): position P-1+t predicts completion token t
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # softmax in >= fp32
+    logp_all = F.log_softmax(logits / temperature, dim=-1)  # (N, T, V)
+    logp = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1)  # (N, T) log pi(o_{i,t})
+    return logp.masked_fill(~completion_mask, 0.0)
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """sum of x where mask is True, over dim (or all of x). Masked-out inf or NaN are ignored (torch.where)."""
+    x = torch.where(mask, x, torch.zeros_like(x))
+    return x.sum() if dim is None else x.sum(dim)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """sum(x * mask) / sum(mask) over dim (or all of x); 0, not NaN, where the mask is empty."""
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return masked_sum(x, mask, dim) / count.clamp(min=1)
+
+
+def completion_mask(mask: torch.Tensor, truncated: torch.Tensor, overlong_filter: bool) -> torch.Tensor:
+    """The loss mask (N, T): the rollout's mask, with the rows that hit max_new_tokens zeroed when
+    overlong_filter (DAPO §3.4 "overlong filtering": a truncated sample is neither rewarded nor punished)."""
+    if not overlong_filter:
+        return mask
+    return mask & ~truncated[:, None]  # (N, T)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. KL estimators (Schulman 2020), with log r = ref_logp - logp, r = pi_ref / pi_theta
+# ---------------------------------------------------------------------------------------------
+def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k1 = -log r = log pi_theta - log pi_ref. Unbiased, high variance, negative for about half the samples."""
+    return logp - ref_logp  # k1 = -log r
+
+
+def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k2 = 1/2 (log r)^2. Biased, low variance, >= 0."""
+    return 0.5 * (ref_logp - logp) ** 2  # k2 = (log r)^2 / 2
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """k3 = r - log r - 1 = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1   (DeepSeekMath Eq. 4, R1 Eq. 2).
+
+    Unbiased and >= 0; 0 exactly when the policies agree. d/dlogp k3 = 1 - r. Choice 5 (expm1).
+    """
+    log_r = ref_logp - logp  # log r = log pi_ref - log pi_theta
+    return torch.expm1(log_r) - log_r  # k3 = (r - 1) - log r
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Advantages: group-relative (GRPO) and their relatives
+# ---------------------------------------------------------------------------------------------
+def group_advantages(rewards: torch.Tensor, scale: str = "group", ddof: int = DDOF, eps: float = EPS) -> torch.Tensor:
+    """A_i = (r_i - mean(r)) / (std(r) + eps) within each group of G   (B, G) -> (B, G)
+
+    DeepSeekMath §4.1.2, R1 Eq. 3, DAPO Eq. 9 (scale="group"); Dr. GRPO §3.2 A_i = r_i - mean(r)
+    (scale="none"); scale="batch": group mean, std of the whole batch (choice 3). ddof 0 or 1 (choice 1),
+    eps (choice 2). A group whose G rewards are all equal gets exactly 0.
+    """
+    _check_choice("scale", scale, SCALES)
+    if rewards.dim() != 2 or rewards.size(1) < 2:
+        raise ValueError(f"rewards must be (B, G) with group_size G >= 2, got shape {tuple(rewards.shape)}")
+    same = (rewards == rewards[:, :1]).all(-1, keepdim=True)  # (B, 1): one reward value in the group
+    centred = torch.where(same, 0.0, rewards - rewards.mean(-1, keepdim=True))  # r_i - mean(r)
+    if scale == "none":
+        return centred  # Dr. GRPO: no std
+    if scale == "group":
+        std = rewards.std(-1, correction=ddof, keepdim=True)  # std(r) over the G rewards, (B, 1)
+    else:
+        std = centred.std(correction=ddof)  # std over all B*G centred rewards, a scalar
+    return torch.where(centred == 0, 0.0, centred / (std + eps))  # A_i; the where keeps eps=0 NaN-free
+
+
+def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """A_i = r_i - 1/(G-1) sum_{j != i} r_j, the leave-one-out baseline   (B, G) -> (B, G).
+
+    Dr. GRPO App. A: equals G/(G-1) times the centred reward of scale="none".
+    """
+    G = rewards.size(-1)
+    others = (rewards.sum(-1, keepdim=True) - rewards) / (G - 1)  # mean_{j != i} r_j
+    return rewards - others
+
+
+def broadcast_outcome_advantage(adv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A_{i,t} = A_i on every token of o_i (DeepSeekMath §4.1.2): (N,) -> (N, T), 0 off the mask."""
+    return torch.where(mask, adv[:, None], torch.zeros((), dtype=adv.dtype))  # (N, T)
+
+
+def process_advantages(step_rewards: list[list[float]], step_end: list[list[int]], T: int, ddof: int = DDOF,
+                       eps: float = EPS, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Process supervision for ONE group of G rows (DeepSeekMath §4.1.3)   -> (G, T)
+
+        r~_i^{index(j)} = (r_i^{index(j)} - mean(R)) / (std(R) + eps),  R = all step rewards of all G rows
+        A_{i,t} = sum_{index(j) >= t} r~_i^{index(j)}
+
+    step_rewards[i][j] is the reward of step j of row i, step_end[i][j] the token index index(j) where that
+    step ends (rewards.step_rewards + rewards.char_to_token_index give both). Tokens after a row's last
+    step get 0 (choice 11); if all the group's step rewards are equal every advantage is 0.
+    """
+    if len(step_rewards) != len(step_end) or any(len(r) != len(e) for r, e in zip(step_rewards, step_end)):
+        raise ValueError("step_rewards and step_end must have the same number of rows and of steps per row")
+    if any(not 0 <= e < T for ends in step_end for e in ends):
+        raise ValueError(f"every step end must be a token index in [0, {T})")
+    s = torch.zeros(len(step_rewards), T, dtype=dtype)  # (G, T): r~ at step ends, 0 elsewhere
+    flat = torch.tensor([r for row in step_rewards for r in row], dtype=dtype)  # R, flattened
+    if flat.numel() == 0 or (flat == flat[0]).all():
+        return s  # no steps, or nothing to tell the steps apart
+    z = (flat - flat.mean()) / (flat.std(correction=ddof) + eps)  # r~ = (r - mean(R)) / std(R)
+    rows = torch.tensor([i for i, ends in enumerate(step_end) for _ in ends], dtype=torch.long)
+    cols = torch.tensor([e for ends in step_end for e in ends], dtype=torch.long)
+    s.index_put_((rows, cols), z, accumulate=True)  # two steps ending on one token add up
+    return s.flip(-1).cumsum(-1).flip(-1)  # A_{i,t} = sum_{index(j) >= t} r~_i^{index(j)}
+
+
+def dynamic_sampling_filter(rewards: torch.Tensor) -> torch.Tensor:
+    """keep_b = the G rewards of group b are not all equal   (B, G) -> (B,) bool   (DAPO Eq. 11).
+
+    For 0/1 correctness this is 0 < n_correct < G: groups all right or all wrong have zero advantage and
+    so zero gradient. Works on rewards or on a bool `correct` tensor.
+    """
+    return (rewards != rewards[:, :1]).any(-1)  # (B,)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. The clipped surrogate and the token aggregation
+# ---------------------------------------------------------------------------------------------
+def policy_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
+    """rho_{i,t} = pi_theta(o_{i,t}|q,o_{i,<t}) / pi_old(o_{i,t}|q,o_{i,<t})   (DeepSeekMath Eqs. 1, 3)."""
+    return torch.exp(logp - old_logp)  # rho_{i,t} = pi_theta / pi_old
+
+
+def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_eps_low: float = 0.2,
+                      clip_eps_high: float | None = None) -> torch.Tensor:
+    """min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A)   (DeepSeekMath Eqs. 1, 3; DAPO Eq. 10).
+
+    eps_high defaults to eps_low (choice 8). For A > 0 the gradient vanishes once rho > 1 + eps_high, for
+    A < 0 once rho < 1 - eps_low.
+    """
+    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high)  # clip(rho, 1 - eps_low, 1 + eps_high)
+    return torch.minimum(ratio * adv, clipped * adv)  # min(rho A, clip(rho) A)
+
+
+def clip_fraction(ratio: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, clip_eps_low: float = 0.2,
+                  clip_eps_high: float | None = None) -> torch.Tensor:
+    """Fraction of masked tokens where min() picks the clipped branch and it differs (choice 12)."""
+    clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+    clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high) * adv < ratio * adv  # (N, T) bool
+    return masked_mean(clipped.to(ratio.dtype), mask)
+
+
+def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean",
+              max_len: int | None = None) -> torch.Tensor:
+    """Reduce a per-token quantity (N, T) to a scalar (choice 7):
+
+        seq_mean    1/G sum_i 1/|o_i| sum_t x_{i,t}          GRPO, DeepSeekMath Eq. 3
+        token_mean  1/(sum_i |o_i|) sum_i sum_t x_{i,t}      DAPO Eq. 12
+        constant    1/(N * max_len) sum_i sum_t x_{i,t}      Dr. GRPO (max_len = the generation budget)
+    """
+    _check_choice("mode", mode, AGGREGATIONS)
+    if mode == "seq_mean":
+        per_row = masked_mean(per_token, mask, dim=-1)  # 1/|o_i| sum_t x_{i,t}, (N,)
+        return masked_mean(per_row, mask.any(-1))  # mean over the rows that have tokens
+    if mode == "token_mean":
+        return masked_mean(per_token, mask)  # sum_{i,t} x / sum_i |o_i|
+    if max_len is None:
+        raise ValueError("mode='constant' needs max_len (Dr. GRPO divides by the generation budget)")
+    return masked_sum(per_token, mask) / (mask.size(0) * max_len)  # sum_{i,t} x / (N * L_max)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. The objectives: GRPO, and PPO beside it
+# ---------------------------------------------------------------------------------------------
+def _stats(ratio, adv, mask, clip_eps_low, clip_eps_high) -> dict[str, float]:
+    r = ratio.detach()
+    on = r[mask] if mask.any() else r.new_ones(1)
+    return {"clip_frac": clip_fraction(r, adv.detach(), mask, clip_eps_low, clip_eps_high).item(),
+            "ratio_mean": masked_mean(r, mask).item(), "ratio_min": on.min().item(), "ratio_max": on.max().item(),
+            "tokens": int(mask.sum())}
+
+
+def grpo_objective(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, adv: torch.Tensor,
+                   mask: torch.Tensor, kl_coef: float, clip_eps_low: float = 0.2, clip_eps_high: float | None = None,
+                   agg: str = "seq_mean", max_len: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """DeepSeekMath Eq. 3:
+
+        J_GRPO = 1/G sum_i 1/|o_i| sum_t { min(rho A, clip(rho, 1-eps_low, 1+eps_high) A) - beta k3 }
+
+    The KL term is INSIDE the token aggregation. agg="token_mean" gives DAPO Eq. 12, "constant" Dr. GRPO.
+    adv is (N,) per sequence (broadcast to its tokens) or (N, T) per token. ref_logp may be None when
+    kl_coef == 0 (DAPO and Dr. GRPO drop the KL). Returns (J, stats); stats are detached floats.
+    """
+    if ref_logp is None and kl_coef != 0:
+        raise ValueError(f"kl_coef={kl_coef} needs ref_logp (pass kl_coef=0 to train without a reference model)")
+    if adv.dim() == 1:
+        adv = broadcast_outcome_advantage(adv, mask)  # A_{i,t} = A_i
+    ratio = policy_ratio(logp, old_logp)  # rho_{i,t}
+    per_token = clipped_surrogate(ratio, adv, clip_eps_low, clip_eps_high)  # min(rho A, clip(rho) A)
+    stats = _stats(ratio, adv, mask, clip_eps_low, clip_eps_high)
+    stats["kl"] = float("nan")  # no reference model
+    if ref_logp is not None:
+        kl = kl_k3(logp, ref_logp.detach())  # D_KL[pi_theta || pi_ref], Eq. 4
+        per_token = per_token - kl_coef * kl  # surrogate - beta * k3, per token
+        stats["kl"] = masked_mean(kl.detach(), mask).item()
+    objective = aggregate(per_token, mask, agg, max_len)  # J_GRPO
+    stats["objective"] = objective.item()
+    return objective, stats
+
+
+def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None, adv: torch.Tensor,
+              mask: torch.Tensor, kl_coef: float, clip_eps_low: float = 0.2, clip_eps_high: float | None = None,
+              agg: str = "seq_mean", max_len: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """loss = -J_GRPO: the optimiser minimises, GRPO maximises. Arguments as grpo_objective."""
+    objective, stats = grpo_objective(logp, old_logp, ref_logp, adv, mask, kl_coef, clip_eps_low, clip_eps_high,
+                                      agg, max_len)
+    return -objective, stats  # the sign flip
+
+
+def ppo_objective(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+                  clip_eps_low: float = 0.2, clip_eps_high: float | None = None, agg: str = "seq_mean",
+                  max_len: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """J_PPO = 1/|o| sum_t min(rho_t A_t, clip(rho_t, 1-eps, 1+eps) A_t)   (DeepSeekMath Eq. 1)
+
+    The same surrogate as GRPO, but A_t comes from `gae` and there is no KL term: PPO's KL is already in
+    the reward (`ppo_token_rewards`). Returns (J, stats).
+    """
+    ratio = policy_ratio(logp, old_logp)  # rho_t
+    per_token = clipped_surrogate(ratio, adv, clip_eps_low, clip_eps_high)  # min(rho A, clip(rho) A)
+    objective = aggregate(per_token, mask, agg, max_len)  # J_PPO
+    return objective, _stats(ratio, adv, mask, clip_eps_low, clip_eps_high)
+
+
+def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
+             clip_eps_low: float = 0.2, clip_eps_high: float | None = None, agg: str = "seq_mean",
+             max_len: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """loss = -J_PPO, the policy part (add value_loss for the critic). Arguments as ppo_objective."""
+    objective, stats = ppo_objective(logp, old_logp, adv, mask, clip_eps_low, clip_eps_high, agg, max_len)
+    return -objective, stats  # the sign flip
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. The PPO baseline's other pieces: KL-shaped rewards, GAE, the critic's loss, whitening
+# ---------------------------------------------------------------------------------------------
+def ppo_token_rewards(score: torch.Tensor, logp_rollout: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor,
+                      kl_coef: float) -> torch.Tensor:
+    """r_t = r_phi(q, o_{<=t}) - beta log(pi(o_t|q,o_{<t}) / pi_ref(o_t|q,o_{<t}))   (DeepSeekMath Eq. 2)
+
+    The KL part is a detached per-token reward from the rollout policy (choice 6); the sequence score
+    (N,) is added on each row's last real token only. -> (N, T), 0 off the mask.
+    """
+    rewards = -kl_coef * kl_k1(logp_rollout, ref_logp).detach()  # -beta log(pi / pi_ref)
+    last = mask.long().cumsum(-1).argmax(-1)  # (N,) index of each row's last real token
+    rewards[torch.arange(mask.size(0)), last] += score  # + r_phi on the last token
+    return torch.where(mask, rewards, torch.zeros_like(rewards))
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float = 1.0,
+        lam: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A_t = sum_l (gamma lam)^l delta_{t+l},  delta_t = r_t + gamma V(s_{t+1}) - V(s_t)   (DAPO Eqs. 2-3)
+
+    A reverse scan A_t = delta_t + gamma lam A_{t+1} with V(s_{T+1}) = 0 after each row's last token
+    (choice 13). Returns (advantages, returns = advantages + values), both (N, T), 0 off the mask.
+    """
+    zero = torch.zeros((), dtype=values.dtype)
+    r = torch.where(mask, rewards, zero)
+    v = torch.where(mask, values.detach(), zero)  # V = 0 past the end, so V(s_{|o|+1}) = 0
+    adv = torch.zeros_like(v)
+    next_v, next_adv = torch.zeros_like(v[:, 0]), torch.zeros_like(v[:, 0])
+    for t in reversed(range(v.size(1))):
+        delta = r[:, t] + gamma * next_v - v[:, t]  # delta_t = r_t + gamma V(s_{t+1}) - V(s_t)
+        next_adv = delta + gamma * lam * next_adv  # A_t = delta_t + gamma lam A_{t+1}
+        adv[:, t], next_v = next_adv, v[:, t]
+    return adv, torch.where(mask, adv + v, zero)  # returns R_t = A_t + V(s_t)
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               clip_eps: float | None = 0.2, agg: str = "token_mean") -> torch.Tensor:
+    """L_V = 1/2 max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2), aggregated   (PPO2's clipped critic)
+
+    DeepSeekMath gives no value loss (choice 13); clip_eps=None gives the plain 1/2 (V - R)^2.
+    """
+    loss = (values - returns) ** 2  # (V - R)^2
+    if clip_eps is not None:
+        v_clip = old_values + (values - old_values).clamp(-clip_eps, clip_eps)  # V_clip
+        loss = torch.maximum(loss, (v_clip - returns) ** 2)  # the pessimistic of the two
+    return 0.5 * aggregate(loss, mask, agg)
+
+
+def whiten(adv: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """(A - mean(A)) / (std(A) + eps) over all masked tokens of the batch (population std): PPO's
+    batch-level advantage normalisation. 0 off the mask."""
+    mean = masked_mean(adv, mask)  # mean over the batch's tokens
+    std = masked_mean((adv - mean) ** 2, mask).sqrt()  # population std
+    return torch.where(mask, (adv - mean) / (std + eps), torch.zeros_like(adv))
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. The unified paradigm: gradient coefficients (DeepSeekMath §5.2.1, Eq. 5, Table 10)
+#    grad J_A = E[ 1/|o| sum_t GC_A(q, o, t) grad log pi_theta(o_t | q, o_<t) ]
+# ---------------------------------------------------------------------------------------------
+def grpo_gradient_coefficient(adv: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor,
+                              kl_coef: float) -> torch.Tensor:
+    """DeepSeekMath Eqs. 20-21:
+
+        GC_GRPO = A_{i,t} + beta (pi_ref(o_{i,t}|o_{i,<t}) / pi_theta(o_{i,t}|o_{i,<t}) - 1)
+
+    The derivative of Eq. 19 at pi_old = pi_theta, k3 included. A coefficient: returned detached.
+    """
+    ratio_ref = torch.exp(ref_logp.detach() - logp.detach())  # pi_ref / pi_theta
+    return adv.detach() + kl_coef * (ratio_ref - 1)  # GC = A + beta (pi_ref / pi_theta - 1)
+
+
+def gradient_coefficient(method: str, mask: torch.Tensor, correct: torch.Tensor | None = None,
+                         adv: torch.Tensor | None = None, logp: torch.Tensor | None = None,
+                         ref_logp: torch.Tensor | None = None, kl_coef: float = 0.0) -> torch.Tensor:
+    """GC_A(q, o, t) of DeepSeekMath Table 10, (N, T), 0 off the mask:
+
+        sft         1                                   Eqs. 6-7   (data: SFT set)
+        rft         I(o): 1 if o is correct else 0      Eqs. 8-10  (data: samples of pi_sft)
+        online_rft  I(o)                                Eqs. 10-11 (data: samples of pi_theta)
+        ppo         A_t from GAE                        Eqs. 15-18
+        grpo        A_{i,t} + beta (pi_ref/pi_theta - 1) Eqs. 19-21
+    RFT and online RFT share the coefficient and differ only in where the samples come from.
+    correct: (N,) for rft/online_rft; adv: (N, T) for ppo/grpo; logp, ref_logp, kl_coef for grpo.
+    DPO (Eq. 14) is not implemented.
+    """
+    _check_choice("method", method, GC_METHODS)
+    if method == "sft":
+        gc = torch.ones(mask.shape)  # GC_SFT = 1
+    elif method in ("rft", "online_rft"):
+        gc = correct.to(torch.get_default_dtype())[:, None].expand(mask.shape)  # GC = I(o)
+    elif method == "ppo":
+        gc = adv  # GC_PPO = A_t
+    else:
+        gc = grpo_gradient_coefficient(adv, logp, ref_logp, kl_coef)  # GC_GRPO
+    return torch.where(mask, gc, torch.zeros((), dtype=gc.dtype))
+
+
+# ---------------------------------------------------------------------------------------------
+# 8. Evaluation
+# ---------------------------------------------------------------------------------------------
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """pass@k = 1 - C(n-c, k) / C(n, k), the unbiased estimate from n samples of which c are correct
+    (Chen et al. 2021, arXiv 2107.03374), computed as 1 - prod_{i=n-c+1}^{n} (1 - k/i) to avoid huge binomials.
+    (5, 2, 1) -> 0.4;  (4, 1, 2) -> 0.5;  (10, 0, 1) -> 0.0;  (3, 3, 2) -> 1.0
+    """
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0  # every k-subset contains a correct sample
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))  # 1 - C(n-c,k)/C(n,k)

@@ -1,0 +1,442 @@
+"""grpo.py: every equation against hand-computed numbers (the hand computation in a comment beside it),
+the autograd gradient of the GRPO loss against DeepSeekMath's gradient coefficient, and the log-probs
+against the ones the sampler returned.
+
+Run: python -m pytest -q tests/test_grpo.py
+"""
+
+import math
+
+import pytest
+import torch
+
+from grpo import (aggregate, broadcast_outcome_advantage, clip_fraction, clipped_surrogate, completion_logprobs,
+                  completion_mask, dynamic_sampling_filter, gae, gradient_coefficient, group_advantages,
+                  grpo_gradient_coefficient, grpo_loss, grpo_objective, kl_k1, kl_k2, kl_k3, masked_mean, masked_sum,
+                  pass_at_k, policy_ratio, ppo_loss, ppo_token_rewards, process_advantages, rloo_advantages,
+                  value_loss, whiten)
+from model import ModelConfig, Transformer, generate, left_pad
+
+EOS, PAD = 1, 0
+F64 = torch.float64
+REWARDS = torch.tensor([[1.0, 0.0, 0.5, 0.8]], dtype=F64)  # EQUATIONS.md §4: mean 0.575
+
+
+def tiny(seed=0, eos_bias=2.0):
+    """A float64 model whose EOS logit is raised by eos_bias (a forward hook, so every pass sees it):
+    sampled rows then end at different lengths and the completions have padding."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=40, n_layer=2, n_head=2, n_embd=32, max_seq_len=64)
+    model = Transformer(cfg).double().eval()
+
+    def hook(module, args, logits):
+        logits[..., EOS] += eos_bias
+        return logits
+    model.register_forward_hook(hook)
+    return model
+
+
+def rollout(model, prompts, temperature=1.0, max_new_tokens=8, seed=0):
+    return generate(model, prompts, max_new_tokens, EOS, PAD, temperature=temperature,
+                    generator=torch.Generator().manual_seed(seed))
+
+
+PROMPTS = [[5, 6, 7], [9], [10, 11, 12, 13, 14]] * 2  # B=3 prompts of different lengths, G=2 (rows interleaved)
+
+
+# ----------------------------------------------------------------------------- log-probs and masks
+
+
+def test_completion_logprobs_equal_the_logprobs_the_sampler_returned_at_the_same_temperature():
+    model = tiny()
+    roll = rollout(model, PROMPTS, temperature=0.7)
+    assert 0 < int(roll.mask.sum()) < roll.mask.numel()  # some rows ended early: completion pads exist
+    ids, valid = left_pad(PROMPTS, PAD, "cpu")
+    logp = completion_logprobs(model, ids, valid, roll.ids, roll.mask, temperature=0.7)
+    assert logp.shape == roll.ids.shape
+    assert torch.allclose(logp, roll.logprobs, atol=1e-9, rtol=0)  # pads are 0 in both
+    assert logp.requires_grad  # callers wrap pi_old / pi_ref in no_grad, not this function
+
+
+def test_completion_logprobs_do_not_depend_on_padding_or_on_the_tokens_after_eos():
+    model = tiny()
+    roll = rollout(model, PROMPTS)
+    ids, valid = left_pad(PROMPTS, PAD, "cpu")
+    batch = completion_logprobs(model, ids, valid, roll.ids, roll.mask)
+    # more left pads on every prompt, more right pads on every completion, junk tokens where the mask is False
+    ids2 = torch.cat([torch.full((len(PROMPTS), 3), PAD), ids], 1)
+    valid2 = torch.cat([torch.zeros(len(PROMPTS), 3, dtype=torch.bool), valid], 1)
+    comp2 = torch.cat([roll.ids, torch.full((len(PROMPTS), 2), PAD)], 1)
+    comp2 = torch.where(torch.cat([roll.mask, torch.zeros(len(PROMPTS), 2, dtype=torch.bool)], 1), comp2, 17)
+    mask2 = torch.cat([roll.mask, torch.zeros(len(PROMPTS), 2, dtype=torch.bool)], 1)
+    padded = completion_logprobs(model, ids2, valid2, comp2, mask2)
+    assert torch.allclose(padded[:, :-2], batch, atol=1e-12, rtol=0) and (padded[:, -2:] == 0).all()
+    for i, p in enumerate(PROMPTS):  # each row alone, with no padding at all
+        L = int(roll.mask[i].sum())
+        alone = completion_logprobs(model, torch.tensor([p]), torch.ones(1, len(p), dtype=torch.bool),
+                                    roll.ids[i:i + 1, :L], torch.ones(1, L, dtype=torch.bool))
+        assert torch.allclose(alone[0], batch[i, :L], atol=1e-12, rtol=0)
+
+
+def test_masked_sum_and_mean_ignore_masked_values_even_inf_and_an_empty_mask_gives_zero():
+    x = torch.tensor([[1.0, 2.0, float("inf")], [4.0, float("nan"), 0.0]])
+    mask = torch.tensor([[True, True, False], [False, False, False]])
+    assert masked_sum(x, mask).item() == 3.0
+    assert masked_mean(x, mask, dim=-1).tolist() == [1.5, 0.0]  # (1+2)/2; empty row -> 0, not NaN
+    assert masked_mean(x, mask).item() == 1.5
+
+
+def test_overlong_filter_zeroes_truncated_rows_only_when_asked():
+    mask = torch.tensor([[True, True], [True, False]])
+    truncated = torch.tensor([True, False])
+    assert completion_mask(mask, truncated, overlong_filter=False).tolist() == [[True, True], [True, False]]
+    assert completion_mask(mask, truncated, overlong_filter=True).tolist() == [[False, False], [True, False]]
+
+
+# ----------------------------------------------------------------------------- KL estimators
+
+
+def test_kl_estimators_on_the_hand_computed_example():
+    logp, ref_logp = torch.tensor(-1.0, dtype=F64), torch.tensor(-1.5, dtype=F64)
+    # log r = ref - logp = -0.5;  k1 = 0.5;  k2 = 0.5 * 0.25 = 0.125;  k3 = e^-0.5 + 0.5 - 1 = 0.106531
+    assert kl_k1(logp, ref_logp).item() == pytest.approx(0.5, abs=1e-12)
+    assert kl_k2(logp, ref_logp).item() == pytest.approx(0.125, abs=1e-12)
+    assert round(kl_k3(logp, ref_logp).item(), 4) == 0.1065
+
+
+def test_k3_is_never_negative_even_in_floating_point_and_is_zero_when_the_policies_agree():
+    torch.manual_seed(0)
+    for dtype in (torch.float32, F64):
+        # log-ratios from 1e-12 to 5: the naive exp(d) - d - 1 rounds to about -1e-16 on some of these
+        d = torch.cat([torch.randn(20000, dtype=dtype) * s for s in (1e-12, 1e-8, 1e-4, 1e-2, 1.0, 5.0)])
+        logp = -torch.rand_like(d) - 0.1
+        assert (kl_k3(logp, logp + d) >= 0).all()
+        assert (kl_k3(logp, logp) == 0).all()
+
+
+# ----------------------------------------------------------------------------- advantages
+
+
+def test_group_advantages_with_population_std_match_the_worked_numbers():
+    # centred [0.425, -0.575, -0.075, 0.225]; sum of squares 0.5675; std = sqrt(0.5675/4) = 0.376663
+    adv = group_advantages(REWARDS, "group", ddof=0)
+    assert torch.allclose(adv, torch.tensor([[1.1283, -1.5266, -0.1991, 0.5974]], dtype=F64), atol=1e-4)
+
+
+def test_group_advantages_with_sample_std_match_the_worked_numbers():
+    # std = sqrt(0.5675/3) = 0.434933
+    adv = group_advantages(REWARDS, "group", ddof=1)
+    assert torch.allclose(adv, torch.tensor([[0.9772, -1.3220, -0.1724, 0.5173]], dtype=F64), atol=1e-4)
+
+
+def test_dr_grpo_advantages_are_the_centred_rewards():
+    adv = group_advantages(REWARDS, "none")
+    assert torch.allclose(adv, torch.tensor([[0.425, -0.575, -0.075, 0.225]], dtype=F64), atol=1e-12)
+
+
+def test_group_advantages_sum_to_zero_and_their_squares_to_g_or_g_minus_1():
+    torch.manual_seed(0)
+    r = torch.rand(5, 8, dtype=F64)  # B=5, G=8
+    for ddof, expected in ((0, 8.0), (1, 7.0)):
+        adv = group_advantages(r, "group", ddof=ddof, eps=0.0)
+        assert torch.allclose(adv.sum(-1), torch.zeros(5, dtype=F64), atol=1e-12)
+        assert torch.allclose((adv ** 2).sum(-1), torch.full((5,), expected, dtype=F64), atol=1e-12)
+    ratio = group_advantages(r, ddof=1, eps=0.0) / group_advantages(r, ddof=0, eps=0.0)
+    assert torch.allclose(ratio, torch.full_like(ratio, math.sqrt(7 / 8)))  # sample / population
+
+
+def test_a_group_with_all_equal_rewards_gets_exactly_zero_advantage_not_nan():
+    # 0.1 * 3 = 0.30000000000000004 in floats, so r - mean(r) alone would be ~1e-17, then amplified by 1/eps
+    r = torch.tensor([[0.1, 0.1, 0.1], [1.0, 0.0, 0.0]], dtype=F64)
+    for scale in ("group", "batch", "none"):
+        for eps in (0.0, 1e-6):
+            adv = group_advantages(r, scale, eps=eps)
+            assert (adv[0] == 0).all() and torch.isfinite(adv).all()
+    assert (group_advantages(torch.ones(2, 4), "batch", eps=0.0) == 0).all()  # a whole batch of equal rewards
+
+
+def test_the_one_correct_answer_example_with_sample_and_population_std():
+    r = torch.tensor([[1.0, 1.0, 1.0, 0.0]], dtype=F64)
+    # centred [0.25]*3 + [-0.75]; sample std = sqrt(0.75/3) = 0.5; population std = sqrt(0.75/4) = 0.4330
+    assert torch.allclose(group_advantages(r, ddof=1, eps=0.0), torch.tensor([[0.5, 0.5, 0.5, -1.5]], dtype=F64))
+    pop = group_advantages(r, ddof=0, eps=0.0)
+    assert torch.allclose(pop, torch.tensor([[0.577, 0.577, 0.577, -1.732]], dtype=F64), atol=1e-3)
+
+
+def test_rloo_advantage_is_g_over_g_minus_1_times_the_centred_reward():
+    # R_1 - mean(0, 0.5, 0.8) = 1 - 0.43333 = 0.56667 = 4/3 * 0.425
+    rloo = rloo_advantages(REWARDS)
+    assert torch.allclose(rloo, torch.tensor([[0.5667, -0.7667, -0.1000, 0.3000]], dtype=F64), atol=1e-4)
+    assert torch.allclose(rloo, 4 / 3 * group_advantages(REWARDS, "none"), atol=1e-12)
+
+
+def test_batch_scale_centres_per_group_and_divides_by_the_std_of_the_whole_batch():
+    r = torch.tensor([[1.0, 0.0], [1.0, 1.0], [3.0, 1.0]], dtype=F64)
+    # centred [[0.5, -0.5], [0, 0], [1, -1]]; population std over the 6 values = sqrt(2.5/6) = 0.645497
+    adv = group_advantages(r, "batch", ddof=0, eps=0.0)
+    s = math.sqrt(2.5 / 6)
+    assert torch.allclose(adv, torch.tensor([[0.5 / s, -0.5 / s], [0, 0], [1 / s, -1 / s]], dtype=F64))
+    assert (adv ** 2).sum().item() == pytest.approx(6.0)  # sum of squares N = B*G
+
+
+def test_group_advantages_name_the_allowed_scales_and_need_two_samples():
+    with pytest.raises(ValueError, match="'group', 'batch', 'none'"):
+        group_advantages(REWARDS, "prompt")
+    with pytest.raises(ValueError, match="G >= 2"):
+        group_advantages(torch.ones(3, 1))
+
+
+def test_an_outcome_advantage_is_broadcast_to_every_real_token():
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    adv = broadcast_outcome_advantage(torch.tensor([0.5, -2.0]), mask)
+    assert adv.tolist() == [[0.5, 0.5, 0.0], [-2.0, 0.0, 0.0]]
+
+
+def test_process_advantages_normalise_over_all_steps_then_sum_the_future_steps():
+    # row 0: steps rewarded 1, 0 ending at tokens 1, 3;  row 1: one step rewarded 1 ending at token 4.
+    # R = [1, 0, 1]: mean 2/3, population std sqrt((1/9 + 4/9 + 1/9)/3) = sqrt(2/9) = 0.471405
+    # r~ = [1/3, -2/3, 1/3] / 0.471405 = [0.70711, -1.41421, 0.70711]
+    # row 0: A_t = r~(1) + r~(3) = -0.70711 for t <= 1;  r~(3) = -1.41421 for t = 2, 3;  0 after the last step
+    # row 1: A_t = 0.70711 for t <= 4, 0 at t = 5
+    a, b = math.sqrt(0.5), math.sqrt(2.0)
+    adv = process_advantages([[1.0, 0.0], [1.0]], [[1, 3], [4]], T=6, eps=0.0, dtype=F64)
+    expected = torch.tensor([[a - b, a - b, -b, -b, 0, 0], [a, a, a, a, a, 0]], dtype=F64)
+    assert torch.allclose(adv, expected, atol=1e-12)
+
+
+def test_process_advantages_are_zero_when_no_step_can_be_told_apart():
+    assert (process_advantages([[1.0], [1.0, 1.0]], [[0], [1, 2]], T=4) == 0).all()
+    assert (process_advantages([[], []], [[], []], T=3) == 0).all()
+    with pytest.raises(ValueError, match="token index"):
+        process_advantages([[1.0]], [[5]], T=3)
+
+
+def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ():
+    rewards = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [-1.0, 1.0, -1.0]])
+    assert dynamic_sampling_filter(rewards).tolist() == [False, False, True, True]
+    correct = torch.tensor([[True, True], [False, True]])  # 0 < n_correct < G
+    assert dynamic_sampling_filter(correct).tolist() == [False, True]
+
+
+# ----------------------------------------------------------------------------- surrogate and aggregation
+
+
+def _surrogate_grad(p, p_old, adv, eps_low, eps_high):
+    """d/dlogp of the clipped surrogate at pi = p for a token sampled with pi_old = p_old."""
+    logp = torch.tensor(math.log(p), dtype=F64, requires_grad=True)
+    ratio = policy_ratio(logp, torch.tensor(math.log(p_old), dtype=F64))
+    clipped_surrogate(ratio, torch.tensor(adv, dtype=F64), eps_low, eps_high).backward()
+    return logp.grad.item()
+
+
+def test_clip_higher_lets_a_rare_token_rise_to_0_0128_instead_of_0_012():
+    # DAPO: pi_old = 0.01, A > 0. eps_high 0.2 caps the ratio at 1.2 (pi = 0.012), eps_high 0.28 at 1.28 (0.0128);
+    # beyond the cap the surrogate is flat, so its gradient is zero
+    assert _surrogate_grad(0.0119, 0.01, 1.0, 0.2, 0.2) > 0 and _surrogate_grad(0.0121, 0.01, 1.0, 0.2, 0.2) == 0
+    assert _surrogate_grad(0.0127, 0.01, 1.0, 0.2, 0.28) > 0 and _surrogate_grad(0.0129, 0.01, 1.0, 0.2, 0.28) == 0
+    capped = clipped_surrogate(torch.tensor([2.0]), torch.tensor([1.0]), 0.2, 0.28)
+    assert capped.item() == pytest.approx(1.28)
+
+
+def test_for_a_negative_advantage_the_lower_clip_acts_and_the_upper_one_does_not():
+    # A = -1, eps_low 0.2: a ratio of 0.7 is clipped to 0.8 (surrogate -0.8, no gradient); 0.9 is not clipped;
+    # a ratio of 1.5 is NOT clipped to 1.28: min(-1.5, -1.28) = -1.5 keeps the pessimistic branch
+    s = clipped_surrogate(torch.tensor([0.7, 0.9, 1.5]), torch.tensor(-1.0), 0.2, 0.28)
+    assert torch.allclose(s, torch.tensor([-0.8, -0.9, -1.5]))
+    assert _surrogate_grad(0.007, 0.01, -1.0, 0.2, 0.28) == 0
+    assert _surrogate_grad(0.009, 0.01, -1.0, 0.2, 0.28) < 0 and _surrogate_grad(0.015, 0.01, -1.0, 0.2, 0.28) < 0
+
+
+def test_clip_fraction_counts_masked_tokens_whose_gradient_the_clip_removed():
+    ratio = torch.tensor([[1.5, 0.5, 1.0, 1.3, 1.5]])
+    adv = torch.tensor([[1.0, -1.0, 1.0, -1.0, 1.0]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    # clipped: 1.5 with A>0 (above 1.2) and 0.5 with A<0 (below 0.8); 1.0 and (1.3, A<0) are not; the 5th is masked
+    assert clip_fraction(ratio, adv, mask, 0.2).item() == 0.5
+
+
+PER_TOKEN = torch.tensor([[1.0, 2.0, 3.0], [4.0, 99.0, 99.0], [7.0, 7.0, 7.0]])
+AGG_MASK = torch.tensor([[True, True, True], [True, False, False], [False, False, False]])
+
+
+def test_aggregate_seq_mean_token_mean_and_constant_on_hand_numbers():
+    # seq_mean: rows (1+2+3)/3 = 2 and 4/1 = 4, the empty row left out: (2 + 4) / 2 = 3
+    assert aggregate(PER_TOKEN, AGG_MASK, "seq_mean").item() == 3.0
+    # token_mean: (1+2+3+4) / 4 tokens = 2.5
+    assert aggregate(PER_TOKEN, AGG_MASK, "token_mean").item() == 2.5
+    # constant: 10 / (N * max_len) = 10 / (3 * 5) = 0.6667, every row counted
+    assert aggregate(PER_TOKEN, AGG_MASK, "constant", max_len=5).item() == pytest.approx(10 / 15)
+
+
+def test_aggregate_names_the_allowed_modes_and_constant_needs_max_len():
+    with pytest.raises(ValueError, match="'seq_mean', 'token_mean', 'constant'"):
+        aggregate(PER_TOKEN, AGG_MASK, "mean")
+    with pytest.raises(ValueError, match="max_len"):
+        aggregate(PER_TOKEN, AGG_MASK, "constant")
+
+
+# ----------------------------------------------------------------------------- the GRPO objective
+
+
+def _objective_case():
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -1.0, 0.0]], dtype=F64)
+    ref_logp = logp + torch.tensor([[0.0, 0.0, 0.0], [-0.5, 0.5, 3.0]], dtype=F64)  # log r per token
+    return logp, ref_logp, torch.tensor([1.0, -0.5], dtype=F64), mask
+
+
+def test_grpo_objective_puts_the_k3_penalty_inside_the_token_average():
+    logp, ref_logp, adv, mask = _objective_case()
+    # ratio 1, so the surrogate is A. k3(-0.5) = e^-0.5 - 0.5 = 0.106531, k3(0.5) = e^0.5 - 1.5 = 0.148721
+    # row 0: 1.0 per token -> 1.0.   row 1: -0.5 - 0.1 * (0.106531, 0.148721) -> mean -0.5127626
+    # seq_mean (1.0 - 0.5127626) / 2 = 0.2436187;  token_mean (3 - 1.0255252) / 5 = 0.3948950;
+    # constant (3 - 1.0255252) / (2 * 4) = 0.2468094
+    for agg, expected in (("seq_mean", 0.2436187), ("token_mean", 0.3948950), ("constant", 0.2468094)):
+        J, stats = grpo_objective(logp, logp, ref_logp, adv, mask, kl_coef=0.1, agg=agg, max_len=4)
+        assert J.item() == pytest.approx(expected, abs=1e-7)
+    assert stats["kl"] == pytest.approx((0.106531 + 0.148721) / 5, abs=1e-6)  # token mean of k3
+    assert stats["clip_frac"] == 0.0 and stats["ratio_mean"] == 1.0 and stats["tokens"] == 5
+
+
+def test_grpo_loss_is_minus_the_objective_and_runs_without_a_reference_when_beta_is_zero():
+    logp, ref_logp, adv, mask = _objective_case()
+    J, _ = grpo_objective(logp, logp, ref_logp, adv, mask, 0.1)
+    loss, _ = grpo_loss(logp, logp, ref_logp, adv, mask, 0.1)
+    assert loss.item() == -J.item()
+    J0, stats = grpo_objective(logp, logp, None, adv, mask, kl_coef=0.0)
+    assert J0.item() == pytest.approx((1.0 - 0.5) / 2) and math.isnan(stats["kl"])
+    with pytest.raises(ValueError, match="ref_logp"):
+        grpo_objective(logp, logp, None, adv, mask, kl_coef=0.1)
+
+
+def test_ppo_loss_is_the_same_surrogate_without_the_kl_term():
+    logp, ref_logp, adv, mask = _objective_case()
+    adv_tok = broadcast_outcome_advantage(adv, mask)
+    assert ppo_loss(logp, logp, adv_tok, mask)[0].item() == grpo_loss(logp, logp, None, adv, mask, 0.0)[0].item()
+
+
+# ----------------------------------------------------------------------------- gradient coefficients (Eq. 5)
+
+
+@pytest.mark.parametrize("agg", ["seq_mean", "token_mean", "constant"])
+def test_autograd_of_the_grpo_loss_at_mu_1_is_minus_the_gradient_coefficient_over_the_normaliser(agg):
+    torch.manual_seed(0)
+    N, T, beta = 4, 5, 0.3
+    lengths = torch.tensor([5, 3, 1, 4])
+    mask = torch.arange(T)[None, :] < lengths[:, None]  # (N, T)
+    logp = (-torch.rand(N, T, dtype=F64) * 3 - 0.05).requires_grad_()
+    ref_logp = logp.detach() + 0.5 * torch.randn(N, T, dtype=F64)
+    adv = torch.randn(N, dtype=F64)
+    loss, _ = grpo_loss(logp, logp.detach(), ref_logp, adv, mask, beta, agg=agg, max_len=T)  # mu = 1: pi_old = pi
+    loss.backward()
+    gc = grpo_gradient_coefficient(broadcast_outcome_advantage(adv, mask), logp, ref_logp, beta)
+    # Eq. 20: grad J = 1/G sum_i 1/|o_i| sum_t GC_{i,t} grad logp_{i,t}, so dloss/dlogp_{i,t} = -GC_{i,t} / norm
+    norm = {"seq_mean": (lengths * N)[:, None], "token_mean": lengths.sum(), "constant": N * T}[agg]
+    assert torch.allclose(logp.grad, -gc * mask / norm, atol=1e-14, rtol=0)
+
+
+def test_through_a_real_model_the_grpo_loss_and_the_gradient_coefficient_loss_give_the_same_parameter_gradient():
+    model, ref_model = tiny(seed=0), tiny(seed=1)
+    roll = rollout(model, PROMPTS)
+    ids, valid = left_pad(PROMPTS, PAD, "cpu")
+    logp = completion_logprobs(model, ids, valid, roll.ids, roll.mask)  # (N, T), with grad
+    with torch.no_grad():
+        ref_logp = completion_logprobs(ref_model, ids, valid, roll.ids, roll.mask)
+    adv = torch.tensor([1.0, -0.7, 0.3, -1.0, 0.7, -0.3], dtype=F64)  # (N,) any advantages will do
+    mask, beta = roll.mask, 0.5
+    params = list(model.parameters())
+    loss, _ = grpo_loss(logp, logp.detach(), ref_logp, adv, mask, beta, agg="seq_mean")
+    grads = torch.autograd.grad(loss, params, retain_graph=True)
+    gc = grpo_gradient_coefficient(broadcast_outcome_advantage(adv, mask), logp, ref_logp, beta)
+    gc_loss = -(masked_sum(gc * logp, mask, -1) / mask.sum(-1)).mean()  # -Eq. 5 with the GRPO coefficient
+    gc_grads = torch.autograd.grad(gc_loss, params)
+    for g, h in zip(grads, gc_grads):
+        assert torch.allclose(g, h, atol=1e-13, rtol=1e-9)
+    assert max(g.abs().max().item() for g in grads) > 1e-4  # the gradient is not trivially zero
+
+
+def test_gradient_coefficients_of_table_10_on_small_numbers():
+    mask = torch.tensor([[True, True], [True, False]])
+    assert gradient_coefficient("sft", mask).tolist() == [[1.0, 1.0], [1.0, 0.0]]
+    for method in ("rft", "online_rft"):  # I(o): same coefficient, different data source
+        assert gradient_coefficient(method, mask, correct=torch.tensor([1, 0])).tolist() == [[1.0, 1.0], [0.0, 0.0]]
+    adv = torch.tensor([[0.5, -0.2], [1.0, 7.0]], dtype=F64)
+    assert gradient_coefficient("ppo", mask, adv=adv).tolist() == [[0.5, -0.2], [1.0, 0.0]]
+    logp = torch.full((2, 2), -1.0, dtype=F64)
+    ref_logp = torch.full((2, 2), -1.5, dtype=F64)
+    # GRPO: A + beta (e^{-0.5} - 1) = A + 0.1 * (0.606531 - 1) = A - 0.0393469
+    gc = gradient_coefficient("grpo", mask, adv=adv, logp=logp, ref_logp=ref_logp, kl_coef=0.1)
+    assert torch.allclose(gc, torch.tensor([[0.4606531, -0.2393469], [0.9606531, 0.0]], dtype=F64), atol=1e-7)
+    with pytest.raises(ValueError, match="'sft'"):
+        gradient_coefficient("dpo", mask)
+
+
+# ----------------------------------------------------------------------------- the PPO baseline
+
+
+def test_ppo_token_rewards_are_minus_beta_k1_on_every_token_plus_the_score_on_the_last():
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-1.0, -2.0, -0.5]], dtype=F64, requires_grad=True)
+    ref_logp = torch.tensor([[-1.5, -1.5, -1.0], [-1.5, -1.5, -1.0]], dtype=F64)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    # -0.1 * (logp - ref) = [-0.05, 0.05, -0.05]; score 1 on token 2 of row 0, score 2 on token 1 of row 1
+    r = ppo_token_rewards(torch.tensor([1.0, 2.0], dtype=F64), logp, ref_logp, mask, kl_coef=0.1)
+    assert torch.allclose(r, torch.tensor([[-0.05, 0.05, 0.95], [-0.05, 2.05, 0.0]], dtype=F64))
+    assert not r.requires_grad  # a reward, not a loss term
+
+
+def test_gae_on_a_hand_computed_three_token_example():
+    rewards = torch.tensor([[0.0, 0.0, 1.0], [0.2, 1.0, 0.0]], dtype=F64)
+    values = torch.tensor([[0.5, 0.6, 0.7], [0.1, 0.4, 9.0]], dtype=F64)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    # gamma 0.9, lam 0.8, gamma*lam = 0.72. row 0: delta = [0.9*0.6-0.5, 0.9*0.7-0.6, 1-0.7] = [0.04, 0.03, 0.3]
+    #   A_2 = 0.3;  A_1 = 0.03 + 0.72*0.3 = 0.246;  A_0 = 0.04 + 0.72*0.246 = 0.21712
+    # row 1 ends at t=1, so V(s_2) = 0: delta_1 = 1 - 0.4 = 0.6;  delta_0 = 0.2 + 0.9*0.4 - 0.1 = 0.46
+    #   A_1 = 0.6;  A_0 = 0.46 + 0.72*0.6 = 0.892
+    adv, returns = gae(rewards, values, mask, gamma=0.9, lam=0.8)
+    assert torch.allclose(adv, torch.tensor([[0.21712, 0.246, 0.3], [0.892, 0.6, 0.0]], dtype=F64), atol=1e-12)
+    assert torch.allclose(returns, torch.tensor([[0.71712, 0.846, 1.0], [0.992, 1.0, 0.0]], dtype=F64), atol=1e-12)
+
+
+def test_gae_with_gamma_and_lambda_1_is_the_sum_of_future_rewards_minus_the_value():
+    torch.manual_seed(0)
+    rewards, values = torch.randn(3, 6, dtype=F64), torch.randn(3, 6, dtype=F64)
+    mask = torch.arange(6)[None, :] < torch.tensor([[6], [4], [1]])
+    adv, returns = gae(rewards, values, mask, gamma=1.0, lam=1.0)
+    future = (rewards * mask).flip(-1).cumsum(-1).flip(-1)  # sum_{l >= t} r_l
+    assert torch.allclose(returns, future * mask, atol=1e-12)
+    assert torch.allclose(adv, (future - values) * mask, atol=1e-12)
+
+
+def test_the_clipped_value_loss_takes_the_worse_of_the_clipped_and_unclipped_errors():
+    values = torch.tensor([[1.0, 1.0]])
+    old_values = torch.tensor([[0.5, 0.5]])
+    returns = torch.tensor([[2.0, 0.0]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    # token 0: unclipped (1-2)^2 = 1, clipped V = 0.7: (0.7-2)^2 = 1.69 -> 1.69
+    # token 1: unclipped (1-0)^2 = 1, clipped (0.7-0)^2 = 0.49 -> 1.     0.5 * mean(1.69, 1) = 0.6725
+    assert value_loss(values, old_values, returns, mask, clip_eps=0.2).item() == pytest.approx(0.6725)
+    assert value_loss(values, old_values, returns, mask, clip_eps=None).item() == pytest.approx(0.5)
+
+
+def test_whitened_advantages_have_zero_mean_and_unit_variance_over_the_masked_tokens():
+    torch.manual_seed(0)
+    adv = torch.randn(4, 7, dtype=F64) * 3 + 2
+    mask = torch.rand(4, 7) < 0.6
+    w = whiten(adv, mask)
+    assert masked_mean(w, mask).item() == pytest.approx(0.0, abs=1e-12)
+    assert masked_mean(w ** 2, mask).item() == pytest.approx(1.0, abs=1e-6)
+    assert (w[~mask] == 0).all()
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def test_pass_at_k_on_hand_numbers_and_against_the_binomial_formula():
+    assert pass_at_k(10, 0, 1) == 0.0
+    assert pass_at_k(10, 10, 3) == 1.0
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)  # 1 - C(3,1)/C(5,1) = 1 - 3/5
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    for n, c, k in ((20, 3, 5), (16, 7, 1), (30, 1, 10)):
+        assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
+    with pytest.raises(ValueError):
+        pass_at_k(5, 6, 1)
