@@ -86,7 +86,10 @@ def main(argv=None):
     if not args.question and args.n <= 0:
         p.error("give --question TEXT, or --n N to score N held-out problems")
 
-    model, meta = load_checkpoint(args.checkpoint, args.device)
+    try:
+        model, meta = load_checkpoint(args.checkpoint, args.device)
+    except (FileNotFoundError, ValueError) as e:
+        p.error(str(e))
     tok_path = os.path.join(args.checkpoint, TOKENIZER_FILE)
     if not os.path.isfile(tok_path):
         p.error(f"no tokenizer at {tok_path}")
@@ -105,7 +108,10 @@ def main(argv=None):
             print(f"--- sample {i + 1}" if args.samples > 1 else "---")
             print(f"reasoning:\n{reasoning}\nanswer: {answer}")
     if args.n > 0:
-        problems = held_out_problems(cfg, args.n)
+        try:
+            problems = held_out_problems(cfg, args.n)
+        except (FileNotFoundError, ValueError) as e:
+            p.error(str(e))
         acc = greedy_pass_at_1(model, tok, problems, cfg["template"], max_new)
         print(f"greedy pass@1 on {len(problems)} held-out problems: {acc:.3f}")
 

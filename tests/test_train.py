@@ -45,12 +45,30 @@ def test_completion_loss_ignores_masked_positions():
 
 
 def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor():
-    cfg = train.TrainConfig(lr=1.0, warmup_steps=10, sft_steps=110, min_lr_ratio=0.1)
-    assert math.isclose(train.lr_at(0, cfg), 0.1)
-    assert math.isclose(train.lr_at(9, cfg), 1.0)
-    assert math.isclose(train.lr_at(10, cfg), 1.0)
-    assert math.isclose(train.lr_at(60, cfg), 0.55)  # half-way: 0.1 + 0.9 * 0.5
-    assert math.isclose(train.lr_at(110, cfg), 0.1)
+    cfg = train.TrainConfig(lr=1.0, warmup_steps=10, sft_steps=110, min_lr_ratio=0.1, sft_minutes=0)
+    lr = lambda step: train.lr_at(step, train.sft_progress(step, 0.0, cfg), cfg)
+    assert math.isclose(lr(0), 0.1)
+    assert math.isclose(lr(9), 1.0)
+    assert math.isclose(lr(10), 1.0)
+    assert math.isclose(lr(60), 0.55)  # half-way through the decay: 0.1 + 0.9 * 0.5
+    assert math.isclose(lr(110), 0.1)
+
+
+def test_a_time_budget_moves_progress_ahead_of_the_step_count():
+    cfg = train.TrainConfig(sft_steps=100, sft_minutes=2.0)
+    assert train.sft_progress(10, 30.0, cfg) == 0.25  # a quarter of the time, a tenth of the steps
+    assert train.sft_progress(50, 30.0, cfg) == 0.5  # the steps are further along
+    assert train.sft_progress(60, 500.0, cfg) == 1.0
+    assert train.sft_progress(10, 1e6, train.TrainConfig(sft_steps=100, sft_minutes=0)) == 0.1  # 0: no budget
+
+
+def test_sft_stops_at_the_time_budget_and_still_evaluates_and_checkpoints(tmp_path):
+    out = str(tmp_path / "run")
+    train.main(["--preset", "smoke", "--out_dir", out, "--sft_steps", "100000", "--sft_minutes", "0.05"])
+    records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    evals = [r for r in records if r.get("stage") == "sft" and "eval_pass_at_1" in r]
+    assert evals and evals[-1]["step"] < 100000 and evals[-1]["time"] < 60
+    assert os.path.exists(os.path.join(out, "model.safetensors"))
 
 
 def test_weight_decay_applies_to_matrices_only():
@@ -99,3 +117,16 @@ def test_split_completion_separates_reasoning_and_answer():
     text = " <think> 2+3 = <<2+3=5>>5 </think> <answer> 5 </answer>"
     assert sample.split_completion(text) == ("2+3 = <<2+3=5>>5", "5")
     assert sample.split_completion("no tags") == ("", "")
+
+
+def test_a_malformed_gsm8k_file_stops_train_py_with_file_and_line(tmp_path):
+    (tmp_path / "train.jsonl").write_text('{"question": "q?", "answer": "1+1 = <<1+1=2>>2\\n#### 2"}\n{oops\n')
+    (tmp_path / "test.jsonl").write_text('{"question": "r?", "answer": "#### 3"}\n')
+    with pytest.raises(SystemExit, match=r"train.jsonl:2: invalid JSON"):
+        train.main(["--task", "gsm8k", "--gsm8k_dir", str(tmp_path), "--out_dir", str(tmp_path / "run")])
+
+
+def test_sample_py_names_a_missing_checkpoint(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        sample.main([str(tmp_path / "nowhere"), "--question", "What is 1+1?"])
+    assert "no checkpoint at" in capsys.readouterr().err
