@@ -60,6 +60,8 @@ def split_completion(text: str) -> tuple[str, str]:
 def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:
     """The first n problems of the checkpoint's own test split, rebuilt from its training config."""
     c = train_config
+    if c is None:
+        raise ValueError("the checkpoint stores no train_config, so its held-out split cannot be rebuilt")
     if c["task"] == "gsm8k":
         test = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "test.jsonl"))
     else:
@@ -94,14 +96,15 @@ def main(argv=None):
     if not os.path.isfile(tok_path):
         p.error(f"no tokenizer at {tok_path}")
     tok = Tokenizer.from_file(tok_path)
-    cfg = meta.get("train_config", {"template": "compact", "max_new_tokens": 128})
-    max_new = args.max_new_tokens or cfg["max_new_tokens"]
+    cfg = meta.get("train_config")
+    template = cfg["template"] if cfg else "compact"
+    max_new = args.max_new_tokens or (cfg["max_new_tokens"] if cfg else 128)
     print(f"loaded {args.checkpoint}: {model.num_params():,} parameters, stage {meta.get('stage')}, "
           f"step {meta.get('step')}", file=sys.stderr)
 
     if args.question:
         gen = torch.Generator(device=args.device).manual_seed(args.seed)
-        texts = complete(model, tok, [args.question] * args.samples, cfg["template"], max_new,
+        texts = complete(model, tok, [args.question] * args.samples, template, max_new,
                          args.temperature, args.top_k, args.top_p, generator=gen)
         for i, text in enumerate(texts):
             reasoning, answer = split_completion(text)
@@ -112,7 +115,7 @@ def main(argv=None):
             problems = held_out_problems(cfg, args.n)
         except (FileNotFoundError, ValueError) as e:
             p.error(str(e))
-        acc = greedy_pass_at_1(model, tok, problems, cfg["template"], max_new)
+        acc = greedy_pass_at_1(model, tok, problems, template, max_new)
         print(f"greedy pass@1 on {len(problems)} held-out problems: {acc:.3f}")
 
 

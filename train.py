@@ -82,7 +82,8 @@ class TrainConfig:
     warmup_steps: int = opt(100, "linear warm-up steps")
     weight_decay: float = opt(0.1, "AdamW weight decay, on matrices only")
     grad_clip: float = opt(1.0, "clip the global gradient norm to this (0: off)")
-    length_grouping: int = opt(1, "draw this many batches of random examples at once and sort them by length (1: plain random batches)")
+    length_grouping: int = opt(1, "draw this many batches of random examples at once and sort them by length "
+                               "(1: plain random batches)")
     eval_every: int = opt(400, "SFT steps between held-out evaluations and checkpoints")
     eval_n: int = opt(200, "held-out problems in a periodic evaluation (the final one uses all n_test)")
     max_new_tokens: int = opt(96, "generation budget at evaluation")
@@ -124,9 +125,11 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
         parser.error("--task gsm8k needs --gsm8k_dir, the folder holding train.jsonl and test.jsonl")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    for name in ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "max_new_tokens"):
+    for name in ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "max_new_tokens", "length_grouping"):
         if getattr(cfg, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.sft_minutes < 0:
+        parser.error(f"--sft_minutes must be >= 0 (0: no time budget), got {cfg.sft_minutes}")
 
 
 # ---------------------------------------------------------------------------------------------

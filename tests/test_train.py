@@ -82,7 +82,9 @@ def test_weight_decay_applies_to_matrices_only():
 
 @pytest.mark.parametrize("flag, value, words", [("--task", "chess", "allowed values are arithmetic"),
                                                ("--template", "chatml", "allowed values are r1"),
-                                               ("--sft_steps", "0", "must be >= 1")])
+                                               ("--sft_steps", "0", "must be >= 1"),
+                                               ("--length_grouping", "0", "must be >= 1"),
+                                               ("--sft_minutes", "-1", "must be >= 0")])
 def test_bad_flags_are_errors_that_name_the_flag(flag, value, words, capsys):
     with pytest.raises(SystemExit):
         train.parse_config([flag, value])
@@ -130,3 +132,13 @@ def test_sample_py_names_a_missing_checkpoint(tmp_path, capsys):
     with pytest.raises(SystemExit):
         sample.main([str(tmp_path / "nowhere"), "--question", "What is 1+1?"])
     assert "no checkpoint at" in capsys.readouterr().err
+
+
+def test_sample_py_explains_why_a_checkpoint_without_train_config_cannot_be_scored(tmp_path, capsys):
+    from model import ModelConfig, Transformer, save_checkpoint
+    tok = tasks.train_tokenizer(["User: What is 1+1?\nAssistant: <think> </think> <answer> 2 </answer>"] * 4, 300)
+    model = Transformer(ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=1, n_head=2, n_embd=16, max_seq_len=64))
+    save_checkpoint(str(tmp_path), model, tok)  # no train_config in the metadata
+    with pytest.raises(SystemExit):
+        sample.main([str(tmp_path), "--n", "5", "--max_new_tokens", "4"])
+    assert "no train_config" in capsys.readouterr().err
