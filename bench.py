@@ -1,6 +1,7 @@
 """Benchmarks: speed claims live here, not in timed tests.
 
     python bench.py sampling      # KV-cached batched sampling vs recomputing the whole prefix each step
+    python bench.py grpo          # seconds per GRPO step, where they go, and rollout tokens/s by batch size
 
 Each benchmark runs the compared variants side by side in one process, on the same inputs, and
 reports medians over repeats, so a noisy machine shifts both numbers alike.
@@ -14,6 +15,9 @@ import time
 
 import torch
 
+import grpo
+import tasks
+import train
 from model import ModelConfig, Transformer, generate, left_pad
 
 
@@ -61,6 +65,90 @@ def bench_sampling(args):
     print(f"speed-up : {t_uncached / t_cached:.1f}x")
 
 
+
+def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """The machine's fp32 matmul rate, the ceiling for everything else here."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    return 2 * n ** 3 / timed(lambda: a @ b, repeats) / 1e9
+
+
+def bench_grpo(args):
+    """Real GRPO steps (train.collect_rollouts, advantages, policy_update) on a freshly initialised model.
+
+    The untrained model never writes a correct answer, so every advantage is 0, but each step still does all
+    its work: it samples prompts x G completions (rarely stopping before max_new_tokens), scores them,
+    takes the reference's log-probs and a full forward and backward pass of the policy. Timings are medians
+    over the steps after a warm-up step.
+    """
+    torch.manual_seed(0)
+    problems, _ = tasks.make_splits("arithmetic", 2000, 10, 0)
+    tok = tasks.train_tokenizer(tasks.corpus_texts(problems, "compact"), 384)
+    cfg = train.TrainConfig(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                            prompts_per_step=args.prompts, group_size=args.group, max_new_tokens=args.max_new_tokens,
+                            kl_coef=args.kl_coef, overlong_cache=min(16, args.max_new_tokens))
+    mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                       max_seq_len=64 + cfg.max_new_tokens)
+    policy = Transformer(mcfg)
+    ref = Transformer(mcfg).requires_grad_(False).eval()
+    ref.load_state_dict(policy.state_dict())
+    optimizer = train.make_optimizer(policy, cfg, cfg.rl_lr)
+    rng, gen = __import__("random").Random(0), torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(args.steps + 1):  # the first step warms up and is not counted
+        timer, t = {}, time.perf_counter()
+        roll, _ = train.collect_rollouts(policy, tok, problems, cfg, rng, gen, timer)
+        t_adv = time.perf_counter()
+        adv = train.advantages(roll, tok, cfg)
+        t_adv = time.perf_counter() - t_adv
+        stats = train.policy_update(policy, ref, optimizer, roll, adv, cfg, "cpu", gen)
+        rows.append(dict(step=time.perf_counter() - t, rollout=timer["rollout"], reward=timer["reward"] + t_adv,
+                         logprobs=stats["logprob_s"], update=stats["update_s"], tokens=timer["tokens"],
+                         shape=tuple(roll.ids.shape), prompts=roll.prompts, ids=roll.ids, mask=roll.mask))
+    rows = rows[1:]
+    med = {k: statistics.median(r[k] for r in rows) for k in ("step", "rollout", "reward", "logprobs", "update",
+                                                               "tokens")}
+    # the bare passes a step cannot avoid, on the last step's batch: a forward without grad (the reference),
+    # and a forward + backward (the policy); an SGD-free loss so that nothing else is timed
+    last = rows[-1]
+    prompt_ids, prompt_valid = left_pad(last["prompts"], tasks.PAD_ID, "cpu")
+
+    def forward():
+        with torch.no_grad():
+            grpo.completion_logprobs(ref, prompt_ids, prompt_valid, last["ids"], last["mask"])
+
+    def forward_backward():
+        policy.zero_grad(set_to_none=True)
+        grpo.completion_logprobs(policy, prompt_ids, prompt_valid, last["ids"], last["mask"]).sum().backward()
+
+    t_fwd, t_fb = timed(forward, 3), timed(forward_backward, 3)
+    n = args.prompts * args.group
+    print(f"model {policy.num_params():,} params (L{args.n_layer} H{args.n_head} D{args.n_embd}), {args.prompts} "
+          f"prompts x G={args.group} = {n} completions of up to {args.max_new_tokens} tokens, beta={args.kl_coef}, "
+          f"{torch.get_num_threads()} threads; median of {args.steps} steps; completion batch {last['shape']}")
+    print(f"GRPO step     : {med['step']:6.3f} s")
+    for k in ("rollout", "reward", "logprobs", "update"):
+        print(f"  {k:<11} : {med[k]:6.3f} s  {100 * med[k] / med['step']:5.1f}%")
+    print(f"rollout       : {med['tokens'] / med['rollout']:8.0f} completion tokens/s")
+    print(f"bare passes   : forward {t_fwd:.3f} s (the reference's log-probs: {med['logprobs']:.3f} s), "
+          f"forward + backward {t_fb:.3f} s (the update, with AdamW and the loss: {med['update']:.3f} s)")
+    print(f"the update and log-probs cost {(med['update'] + med['logprobs']) / (t_fb + (t_fwd if args.kl_coef else 0)):.2f}x "
+          "the bare passes they must do")
+    # tokens/s of the rollout alone by batch size: overhead-bound when small, arithmetic-bound when large
+    peak = matmul_gflops()
+    print(f"\nrollout tokens/s by batch ({args.max_new_tokens} new tokens each, no EOS); matmul peak here "
+          f"{peak:.0f} GFLOP/s")
+    print(f"{'batch':>6} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'of peak':>8}")
+    prompt = tasks.encode(tok, tasks.format_prompt(problems[0].question, "compact"))
+    flops_per_token = 2 * policy.num_params()  # a forward pass: 2 FLOPs per weight per token (+ attention)
+    for batch in args.batches:
+        secs = timed(lambda: generate(policy, [prompt] * batch, args.max_new_tokens, eos_id=10 ** 9, pad_id=0,
+                                      temperature=1.0, generator=gen), 3)
+        tps = batch * args.max_new_tokens / secs
+        print(f"{batch:6d} {secs:8.3f} {tps:9.0f} {tps * flops_per_token / 1e9:8.1f} "
+              f"{100 * tps * flops_per_token / 1e9 / peak:7.1f}%")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="bench", required=True)
@@ -73,8 +161,19 @@ def main(argv=None):
     s.add_argument("--n_embd", type=int, default=128)
     s.add_argument("--vocab", type=int, default=384)
     s.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
+    g = sub.add_parser("grpo", help="seconds per GRPO step, split by phase, and rollout tokens/s by batch")
+    g.add_argument("--n_layer", type=int, default=4)
+    g.add_argument("--n_head", type=int, default=4)
+    g.add_argument("--n_embd", type=int, default=128)
+    g.add_argument("--prompts", type=int, default=16, help="prompts per step (B)")
+    g.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
+    g.add_argument("--max_new_tokens", type=int, default=64)
+    g.add_argument("--kl_coef", type=float, default=0.04, help="beta; 0 skips the reference's forward pass")
+    g.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
+    g.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128, 256],
+                   help="batch sizes of the tokens/s table")
     args = p.parse_args(argv)
-    {"sampling": bench_sampling}[args.bench](args)
+    {"sampling": bench_sampling, "grpo": bench_grpo}[args.bench](args)
 
 
 if __name__ == "__main__":

@@ -1,32 +1,46 @@
-"""Train a tiny reasoning model: tokenizer -> cold-start SFT -> evaluation.
+"""Train a tiny reasoning model: tokenizer -> cold-start SFT -> GRPO -> evaluation.
 
-This is stage 1 of the DeepSeek-R1 pipeline (arXiv 2501.12948, section 2.3.1, "cold start"): supervised
+Stage 1 of the DeepSeek-R1 pipeline (arXiv 2501.12948, section 2.3.1, "cold start") is supervised
 fine-tuning on worked solutions written in the R1 template, `<think> steps </think> <answer> N </answer>`.
 R1 fine-tunes a pretrained base model on thousands of long chains of thought; we train a tiny model
-from scratch on generated problems, so this stage is also its pre-training.
+from scratch on generated problems, so this stage is also its pre-training. Stage 2 ("reasoning-oriented
+RL") is GRPO with rule-based rewards, DeepSeekMath's Algorithm 1 (arXiv 2402.03300, §4.1.4).
 
-    python train.py                      # the default CPU pipeline (arithmetic, 9 minutes at most on 2 cores)
-    python train.py --preset smoke       # the same pipeline in well under a minute (used by the tests)
+    python train.py                      # the default CPU pipeline: SFT only (arithmetic, <= 10 minutes on 2 cores)
+    python train.py --preset grpo        # a shorter SFT, then GRPO, then the SFT-vs-GRPO table
+    python train.py --preset smoke       # SFT then GRPO in well under a minute (used by the tests)
     python train.py --preset word        # GSM8K-style word problems, a larger model meant for a GPU
     python train.py --help               # every option, with its help line
 
-The loop in `sft()` is: batch -> forward -> loss on completion tokens only -> backward -> clip ->
-AdamW step -> log; every `eval_every` steps a held-out greedy pass@1 and a checkpoint.
+`sft()`: batch -> forward -> loss on completion tokens only -> backward -> clip -> AdamW step -> log;
+every `eval_every` steps a held-out greedy pass@1 and a checkpoint.
+`run_grpo()`, one step: sample B training questions -> G completions each in one KV-cache generate() call
+(`sample_groups`) -> rule-based rewards -> group-relative advantages (`advantages`) -> mu epochs of
+minibatch updates of the clipped, KL-penalised GRPO objective (`policy_update`, grpo.py's equations) ->
+one log line and a metrics record; the reference model is reset per outer iteration (`reset_reference`),
+and every `rl_eval_every` steps greedy pass@1 and sampled pass@k are measured and a checkpoint written.
 
 Deliberate choices:
   1. The loss covers completion tokens only (the EOS included): the prompt is given, never predicted.
   2. Weight decay applies to matrices (embeddings and linear weights) only, never to norm gains.
   3. Learning rate: linear warm-up, then cosine decay to `min_lr_ratio * lr` (as nanoGPT and DeepSeek).
      The decay follows the larger of step / sft_steps and elapsed / sft_minutes, so that the default run
-     ends within its time budget on a slower machine too (with fewer steps there).
-  4. Evaluation is greedy pass@1 scored by `rewards.accuracy_reward`, the very check RL will reward.
-  5. Each run writes `out_dir/`: `tokenizer.json`, `model.safetensors` (config inside, as JSON metadata),
-     and `metrics.jsonl`, one JSON record per logged step or evaluation.
+     ends within its time budget on a slower machine too (with fewer steps there). GRPO: warm-up, then
+     constant (as DAPO).
+  4. Evaluation is greedy pass@1 scored by `rewards.accuracy_reward`, the very check RL rewards.
+  5. Each run writes `out_dir/`: `sft/` and `grpo/` checkpoints (each `model.safetensors`, config inside
+     as JSON metadata, and `tokenizer.json`), and `metrics.jsonl`, one JSON record per logged step or
+     evaluation.
+  6. GRPO trains on the SFT training questions (R1 and DeepSeekMath also reuse SFT questions for RL);
+     rollouts sample at `temperature`, and every log-prob (policy, pi_old, reference) is taken at it.
+  7. The reported "entropy" is the mean of -log pi over the sampled tokens, an unbiased estimate of the
+     per-token entropy of the sampling distribution that costs nothing extra.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -39,9 +53,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+import grpo
+import rewards
 import tasks
-from model import ModelConfig, Transformer, save_checkpoint
-from sample import greedy_pass_at_1
+from model import ModelConfig, Transformer, generate, left_pad, load_checkpoint, save_checkpoint
+from sample import complete, greedy_pass_at_1
 
 
 def opt(default, help: str):
@@ -86,13 +102,54 @@ class TrainConfig:
                                "(1: plain random batches)")
     eval_every: int = opt(400, "SFT steps between held-out evaluations and checkpoints")
     eval_n: int = opt(200, "held-out problems in a periodic evaluation (the final one uses all n_test)")
-    max_new_tokens: int = opt(96, "generation budget at evaluation")
+    max_new_tokens: int = opt(96, "generation budget, at evaluation and in GRPO rollouts")
+    # stage 2: GRPO (DeepSeekMath Algorithm 1, DeepSeek-R1 stage 2)
+    rl: str = opt("none", "RL stage after SFT: 'grpo', or 'none' for SFT only (the default until GRPO's lift "
+                  "on the default task is measured; --preset grpo runs SFT then GRPO)")
+    init_from: str = opt("", "skip SFT and start RL from this checkpoint directory (e.g. runs/default/sft)")
+    rl_steps: int = opt(400, "GRPO steps; each samples prompts_per_step x group_size completions")
+    rl_minutes: float = opt(0.0, "wall-clock budget of GRPO in minutes, 0 for none")
+    prompts_per_step: int = opt(16, "B: training questions per GRPO step")
+    group_size: int = opt(8, "G: completions sampled per question")
+    temperature: float = opt(1.0, "rollout sampling temperature (R1: 1.0); logp's are taken at this temperature")
+    rl_lr: float = opt(1e-4, "GRPO learning rate, constant after rl_warmup_steps (as DAPO)")
+    rl_warmup_steps: int = opt(10, "GRPO linear warm-up steps")
+    kl_coef: float = opt(0.04, "beta, the k3 KL penalty's weight (DeepSeekMath 0.04, R1 0.001, DAPO/Dr. GRPO 0)")
+    clip_eps_low: float = opt(0.2, "clip range below 1 of the ratio")
+    clip_eps_high: float = opt(0.2, "clip range above 1 of the ratio (DAPO clip-higher: 0.28)")
+    mu: int = opt(1, "policy updates per rollout, i.e. GRPO iterations (DeepSeekMath: 1)")
+    minibatches: int = opt(1, "split each rollout into this many minibatches, one optimizer step each (R1: 16)")
+    iterations: int = opt(1, "I, outer iterations of Algorithm 1: the reference is reset to the policy at the "
+                          "start of each, rl_steps / iterations steps apart")
+    ref_reset_every: int = opt(0, "also reset the reference to the policy every N steps (R1: 400); 0: off")
+    adv_scale: str = opt("group", "advantage normalisation: 'group' (GRPO), 'batch', 'none' (Dr. GRPO)")
+    std_ddof: int = opt(0, "std convention of the advantage: 0 population (default), 1 sample (torch, TRL)")
+    agg: str = opt("seq_mean", "loss aggregation: 'seq_mean' (GRPO Eq. 3), 'token_mean' (DAPO Eq. 12), "
+                   "'constant' (Dr. GRPO)")
+    supervision: str = opt("outcome", "'outcome' (one reward per completion, §4.1.2) or 'process' "
+                           "(rule-checked <<expr=value>> steps, §4.1.3)")
+    dynamic_sampling: bool = opt(False, "drop groups whose rewards are all equal and refill the batch (DAPO Eq. 11)")
+    overlong_filter: bool = opt(False, "mask out completions truncated at max_new_tokens (DAPO)")
+    reward_accuracy: float = opt(1.0, "weight of the accuracy reward (R1 Eq. 4)")
+    reward_format: float = opt(1.0, "weight of the format reward (R1 Eq. 4)")
+    reward_wrong: float = opt(0.0, "accuracy reward of a wrong answer: 0 (R1) or -1 (DAPO Eq. 7)")
+    reward_overlong: float = opt(0.0, "weight of the soft overlong penalty (DAPO Eq. 13)")
+    overlong_cache: int = opt(16, "L_cache of the soft overlong penalty, in tokens (L_max = max_new_tokens)")
+    rl_eval_every: int = opt(100, "GRPO steps between held-out evaluations and checkpoints")
+    rl_eval_n: int = opt(500, "held-out problems in a GRPO evaluation")
+    pass_k: int = opt(8, "k of sampled pass@k: k samples per problem at eval_temperature (1: skip)")
+    eval_temperature: float = opt(0.6, "sampling temperature of pass@k (R1's evaluation: 0.6, top-p 0.95)")
+    eval_top_p: float = opt(0.95, "top-p of pass@k sampling")
 
 
 PRESETS = {
     "default": {},
     "smoke": dict(sft_minutes=0.0, n_train=2000, n_test=50, n_layer=2, n_head=2, n_embd=32, sft_steps=30, batch_size=16,
-                  warmup_steps=5, eval_every=15, eval_n=20, vocab_size=128, out_dir="runs/smoke"),
+                  warmup_steps=5, eval_every=15, eval_n=20, vocab_size=128, out_dir="runs/smoke", rl_steps=4,
+                  rl="grpo", prompts_per_step=4, group_size=4, rl_eval_every=2, rl_eval_n=20, pass_k=2,
+                  max_new_tokens=48),
+    "grpo": dict(rl="grpo", sft_steps=1000, sft_minutes=5.8, rl_steps=200, rl_minutes=6.0, rl_eval_every=100,
+                 out_dir="runs/grpo"),
     "word": dict(task="word", n_layer=8, n_head=8, n_embd=512, max_seq_len=384, vocab_size=1024, lr=1e-3,
                  sft_steps=5000, batch_size=64, max_new_tokens=256, out_dir="runs/word"),
 }
@@ -106,7 +163,8 @@ def parse_config(argv=None) -> TrainConfig:
     defaults = {**asdict(TrainConfig()), **PRESETS[known.preset]}
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], parents=[pre])
     for f in fields(TrainConfig):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=defaults[f.name],
+        kind = parse_bool if isinstance(f.default, bool) else type(f.default)
+        parser.add_argument(f"--{f.name}", type=kind, default=defaults[f.name], metavar=kind.__name__.upper(),
                             help=f"{f.metadata['help']} (default: {defaults[f.name]})")
     args = vars(parser.parse_args(argv))
     args.pop("preset")
@@ -115,21 +173,48 @@ def parse_config(argv=None) -> TrainConfig:
     return cfg
 
 
+def parse_bool(text: str) -> bool:
+    """'true'/'false' (also 1/0, yes/no, on/off) -> bool, for --flag VALUE."""
+    value = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
+             "off": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+    return value
+
+
+parse_bool.__name__ = "bool"  # argparse names the type in its error messages
+
+
 def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
     allowed = {"task": ("arithmetic", "word", "gsm8k"), "device": ("auto", "cpu", "cuda"),
-               "template": tuple(tasks.TEMPLATES)}
+               "template": tuple(tasks.TEMPLATES), "rl": ("grpo", "none"), "adv_scale": grpo.SCALES,
+               "agg": grpo.AGGREGATIONS, "supervision": ("outcome", "process"), "std_ddof": (0, 1)}
     for name, values in allowed.items():
         if getattr(cfg, name) not in values:
-            parser.error(f"--{name} {getattr(cfg, name)!r}: allowed values are {', '.join(values)}")
+            parser.error(f"--{name} {getattr(cfg, name)!r}: allowed values are {', '.join(map(str, values))}")
     if cfg.task == "gsm8k" and not cfg.gsm8k_dir:
         parser.error("--task gsm8k needs --gsm8k_dir, the folder holding train.jsonl and test.jsonl")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    for name in ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "max_new_tokens", "length_grouping"):
+    for name in ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "max_new_tokens", "length_grouping",
+                 "rl_steps", "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every",
+                 "rl_eval_n", "pass_k", "overlong_cache"):
         if getattr(cfg, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.sft_minutes < 0:
-        parser.error(f"--sft_minutes must be >= 0 (0: no time budget), got {cfg.sft_minutes}")
+    for name in ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every"):
+        if getattr(cfg, name) < 0:
+            parser.error(f"--{name} must be >= 0, got {getattr(cfg, name)}")
+    for name in ("temperature", "eval_temperature", "eval_top_p", "rl_lr"):
+        if getattr(cfg, name) <= 0:
+            parser.error(f"--{name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.minibatches > cfg.prompts_per_step * cfg.group_size:
+        parser.error(f"--minibatches {cfg.minibatches} is more than the {cfg.prompts_per_step * cfg.group_size} "
+                     "completions of a step (prompts_per_step x group_size)")
+    if cfg.overlong_cache > cfg.max_new_tokens:
+        parser.error(f"--overlong_cache {cfg.overlong_cache} must be <= --max_new_tokens {cfg.max_new_tokens} "
+                     "(L_cache is the last part of the generation budget L_max)")
+    if cfg.init_from and not os.path.isdir(cfg.init_from):
+        parser.error(f"--init_from {cfg.init_from}: no such checkpoint directory")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,13 +378,323 @@ def evaluate_and_save(model, tok, test, cfg: TrainConfig, metrics: Metrics, step
     tqdm.write(f"step {step}/{cfg.sft_steps} | loss {loss.item():.4f} | held-out pass@1 {acc:.3f} on {n} | "
                f"{time.time() - t0:.0f}s")
     metrics.log(stage="sft", step=step, eval_pass_at_1=acc, eval_n=n, time=round(time.time() - t0, 2))
-    save_checkpoint(cfg.out_dir, model, tok, {"train_config": asdict(cfg), "stage": "sft", "step": step})
+    save_checkpoint(os.path.join(cfg.out_dir, "sft"), model, tok, {"train_config": asdict(cfg), "stage": "sft",
+                                                                   "step": step})
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 2: GRPO (DeepSeekMath Algorithm 1; DeepSeek-R1 stage 2, reasoning-oriented RL)
+# ---------------------------------------------------------------------------------------------
+DYNAMIC_SAMPLING_ROUNDS = 4  # with --dynamic_sampling, at most this many rollouts to fill one batch
+
+
+@dataclass
+class Rollouts:
+    """One step's samples: N = B * G rows, the G samples of question b in rows b*G .. b*G + G - 1."""
+    problems: list  # the B questions (tasks.Problem)
+    prompts: list  # N prompt token lists (each question's G times)
+    ids: torch.Tensor  # (N, T) completion tokens, right-padded
+    mask: torch.Tensor  # (N, T) bool, True on real completion tokens (the EOS included)
+    truncated: torch.Tensor  # (N,) bool, hit max_new_tokens without an EOS
+    texts: list  # N completion texts (EOS dropped), as the rewards see them
+    rewards: torch.Tensor  # (B, G) r_i, the weighted reward sum (rewards.total_reward)
+    correct: torch.Tensor  # (B, G) accuracy 1/0, for logging and dynamic sampling
+
+
+def reward_weights(cfg: TrainConfig) -> rewards.RewardWeights:
+    return rewards.RewardWeights(accuracy=cfg.reward_accuracy, format=cfg.reward_format,
+                                 overlong=cfg.reward_overlong, accuracy_wrong=cfg.reward_wrong)
+
+
+@torch.no_grad()
+def sample_groups(policy, tok, problems, cfg: TrainConfig, generator, timer: dict | None = None) -> Rollouts:
+    """G completions for each of the B questions from ONE batched KV-cache generate() call, then scored.
+
+    The sampler is pi_old of this step (Algorithm 1: pi_old <- pi_theta, then o_i ~ pi_old(O|q)).
+    timer, if given, accumulates the seconds spent in "rollout" (sampling) and "reward" (decoding, scoring),
+    and the completion tokens sampled ("tokens").
+    """
+    timer = {} if timer is None else timer
+    t = time.time()
+    G = cfg.group_size
+    prompts = [tasks.encode(tok, tasks.format_prompt(p.question, cfg.template)) for p in problems]
+    prompts = [ids for ids in prompts for _ in range(G)]  # each question G times, consecutive rows
+    was_training = policy.training
+    policy.eval()
+    roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,
+                    generator=generator)
+    policy.train(was_training)
+    timer["rollout"] = timer.get("rollout", 0.0) + time.time() - t
+    timer["tokens"] = timer.get("tokens", 0) + int(roll.mask.sum())
+    t = time.time()
+    texts = [tasks.decode(tok, [t for t, m in zip(row, keep) if m and t != tasks.EOS_ID])
+             for row, keep in zip(roll.ids.tolist(), roll.mask.tolist())]
+    weights, lengths = reward_weights(cfg), roll.mask.sum(-1).tolist()
+    golds = [p.answer for p in problems for _ in range(G)]
+    r = [rewards.total_reward(text, gold, weights, length=n, max_len=cfg.max_new_tokens, cache_len=cfg.overlong_cache)
+         for text, gold, n in zip(texts, golds, lengths)]
+    c = [rewards.accuracy_reward(text, gold) for text, gold in zip(texts, golds)]
+    B = len(problems)
+    timer["reward"] = timer.get("reward", 0.0) + time.time() - t
+    return Rollouts(problems, prompts, roll.ids, roll.mask, roll.truncated, texts,
+                    torch.tensor(r).view(B, G), torch.tensor(c).view(B, G))
+
+
+def select_groups(parts: list[Rollouts], keep: list[torch.Tensor], n_groups: int, G: int) -> Rollouts:
+    """The first n_groups kept groups of several rollouts, as one Rollouts (completions re-padded)."""
+    chosen = [(part, b) for part, k in zip(parts, keep) for b in k.nonzero().flatten().tolist()][:n_groups]
+    if not chosen:  # every group had equal rewards: nothing to learn from in this step
+        none = torch.zeros(0, 0, dtype=torch.long)
+        return Rollouts([], [], none, none.bool(), torch.zeros(0, dtype=torch.bool), [], torch.zeros(0, G),
+                        torch.zeros(0, G))
+    T = max(part.ids.size(1) for part, _ in chosen)
+    pad = lambda x, value: F.pad(x, (0, T - x.size(1)), value=value)
+    rows = lambda part, b: slice(b * G, (b + 1) * G)
+    return Rollouts(
+        problems=[part.problems[b] for part, b in chosen],
+        prompts=[ids for part, b in chosen for ids in part.prompts[rows(part, b)]],
+        ids=torch.cat([pad(part.ids[rows(part, b)], tasks.PAD_ID) for part, b in chosen]),
+        mask=torch.cat([pad(part.mask[rows(part, b)], False) for part, b in chosen]),
+        truncated=torch.cat([part.truncated[rows(part, b)] for part, b in chosen]),
+        texts=[t for part, b in chosen for t in part.texts[rows(part, b)]],
+        rewards=torch.stack([part.rewards[b] for part, b in chosen]),
+        correct=torch.stack([part.correct[b] for part, b in chosen]))
+
+
+def collect_rollouts(policy, tok, train, cfg: TrainConfig, rng: random.Random, generator,
+                     timer: dict | None = None) -> tuple[Rollouts, Rollouts]:
+    """(the batch to learn from, the first rollout as sampled, for logging).
+
+    Without dynamic sampling both are one rollout of prompts_per_step random training questions. With it
+    (DAPO Eq. 11), groups whose G rewards are all equal (zero advantage, zero gradient) are dropped and
+    fresh questions are sampled until prompts_per_step groups remain or DYNAMIC_SAMPLING_ROUNDS rollouts
+    have been drawn; the batch may then be smaller (or empty: the step is skipped).
+    """
+    first = sample_groups(policy, tok, rng.sample(train, cfg.prompts_per_step), cfg, generator, timer)
+    if not cfg.dynamic_sampling:
+        return first, first
+    parts, keep = [first], [grpo.dynamic_sampling_filter(first.rewards)]
+    while sum(int(k.sum()) for k in keep) < cfg.prompts_per_step and len(parts) < DYNAMIC_SAMPLING_ROUNDS:
+        parts.append(sample_groups(policy, tok, rng.sample(train, cfg.prompts_per_step), cfg, generator, timer))
+        keep.append(grpo.dynamic_sampling_filter(parts[-1].rewards))
+    return select_groups(parts, keep, cfg.prompts_per_step, cfg.group_size), first
+
+
+def token_ends(tok, ids: list[int], cache: dict) -> list[tuple[int, int]]:
+    """(start, end) character span of each token in the decoded text (decoding token by token concatenates
+    to the same text for this tokenizer: ByteLevel, ASCII corpus)."""
+    spans, pos = [], 0
+    for t in ids:
+        if t not in cache:
+            cache[t] = tasks.decode(tok, [t])
+        spans.append((pos, pos + len(cache[t])))
+        pos += len(cache[t])
+    return spans
+
+
+def advantages(roll: Rollouts, tok, cfg: TrainConfig) -> torch.Tensor:
+    """A_{i,t} for every completion token, (N, T).
+
+    outcome (DeepSeekMath §4.1.2): A_i from the group's rewards (grpo.group_advantages, normalised per
+    --adv_scale), the same on every token.
+    process (§4.1.3): one reward per <<expr=value>> step (rewards.step_rewards, 1 if the arithmetic is
+    right), ending at the token that closes the step; and, our choice, the outcome reward r_i as a last
+    "step" ending at the final token, so the answer is still rewarded. Normalised over all steps of the
+    group; each token gets the sum of the normalised rewards of its step and every later one.
+    """
+    B, G = roll.rewards.shape
+    if cfg.supervision == "outcome":
+        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)
+        return grpo.broadcast_outcome_advantage(A.flatten(), roll.mask)  # (N, T)
+    T, cache, out = roll.ids.size(1), {}, []
+    lengths = roll.mask.sum(-1).tolist()
+    for b in range(B):
+        step_r, step_end = [], []
+        for g in range(G):
+            n = b * G + g
+            spans = token_ends(tok, roll.ids[n, :lengths[n]].tolist(), cache)
+            steps = rewards.step_rewards(roll.texts[n])
+            step_r.append([s.reward for s in steps] + [roll.rewards[b, g].item()])
+            step_end.append([rewards.char_to_token_index(s.end - 1, spans) for s in steps] + [lengths[n] - 1])
+        out.append(grpo.process_advantages(step_r, step_end, T, cfg.std_ddof))
+    return torch.cat(out) * roll.mask  # (N, T)
+
+
+def policy_update(policy, ref, optimizer, roll: Rollouts, adv: torch.Tensor, cfg: TrainConfig, device: str,
+                  generator) -> dict:
+    """mu epochs over the rollout in `minibatches` minibatches, one AdamW step each, maximising J_GRPO.
+
+    pi_old is the policy that sampled (choice 10 of grpo.py): its log-probs are recomputed under no_grad
+    before the first update, except with a single update per rollout (mu = 1, one minibatch, DeepSeekMath's
+    setting), where they equal the policy's own, detached, so the ratio is exactly 1 and the forward pass
+    is saved. Then only with mu > 1 or several minibatches does the clip act.
+    """
+    prompt_ids, prompt_valid = left_pad(roll.prompts, tasks.PAD_ID, device)
+    ids, mask = roll.ids.to(device), roll.mask.to(device)
+    loss_mask = grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter)
+    adv = adv.to(device)
+    N = ids.size(0)
+    single = cfg.mu == 1 and cfg.minibatches == 1
+    logp_of = lambda model, rows: grpo.completion_logprobs(model, prompt_ids[rows], prompt_valid[rows], ids[rows],
+                                                            mask[rows], cfg.temperature)
+    t = time.time()
+    with torch.no_grad(), autocast(device):
+        everything = torch.arange(N, device=device)
+        old_logp = None if single else logp_of(policy, everything)  # pi_old, stored before any update
+        ref_logp = logp_of(ref, everything) if cfg.kl_coef > 0 else None  # pi_ref, never with gradient
+    t_logprobs, t = time.time() - t, time.time()
+    logs = []
+    for _ in range(cfg.mu):  # for GRPO iteration = 1..mu
+        order = torch.randperm(N, generator=generator).to(device)
+        for rows in order.chunk(min(cfg.minibatches, N)):
+            with autocast(device):
+                logp = logp_of(policy, rows)  # log pi_theta, with gradient
+                old = logp.detach() if single else old_logp[rows]
+                loss, stats = grpo.grpo_loss(logp, old, None if ref_logp is None else ref_logp[rows], adv[rows],
+                                             loss_mask[rows], cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high,
+                                             cfg.agg, cfg.max_new_tokens)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(),
+                                                                 cfg.grad_clip or float("inf")).item()
+            optimizer.step()
+            stats["loss"] = loss.item()
+            stats["entropy"] = -grpo.masked_mean(old.float(), mask[rows]).item()  # E[-log pi], sampled tokens
+            logs.append(stats)
+    # mean over the updates, except the extremes of the ratio
+    out = {k: sum(d[k] for d in logs) / len(logs) for k in logs[0] if k not in ("ratio_min", "ratio_max")}
+    out["ratio_min"] = min(d["ratio_min"] for d in logs)
+    out["ratio_max"] = max(d["ratio_max"] for d in logs)
+    out["logprob_s"], out["update_s"] = round(t_logprobs, 3), round(time.time() - t, 3)
+    return out
+
+
+def evaluate_policy(model, tok, problems, cfg: TrainConfig, generator) -> dict:
+    """Held-out greedy pass@1 and sampled pass@k: k samples per problem at eval_temperature / eval_top_p,
+    scored by the unbiased estimator of Chen et al. 2021 (grpo.pass_at_k with n = k)."""
+    out = {"pass_at_1": greedy_pass_at_1(model, tok, problems, cfg.template, cfg.max_new_tokens)}
+    k = cfg.pass_k
+    if k > 1:
+        texts = complete(model, tok, [p.question for p in problems for _ in range(k)], cfg.template,
+                         cfg.max_new_tokens, temperature=cfg.eval_temperature, top_p=cfg.eval_top_p,
+                         generator=generator)
+        hits = [sum(rewards.accuracy_reward(texts[i * k + j], p.answer) for j in range(k))
+                for i, p in enumerate(problems)]
+        out[f"pass_at_{k}"] = sum(grpo.pass_at_k(k, int(c), k) for c in hits) / len(problems)
+        out["sampled_pass_at_1"] = sum(hits) / (k * len(problems))
+    model.train()
+    return out
+
+
+def reset_reference(step: int, cfg: TrainConfig) -> bool:
+    """Whether pi_ref <- pi_theta before GRPO step `step` (0-based; the reference starts as the SFT model):
+    at the start of each of the `iterations` outer iterations of Algorithm 1 (DeepSeekMath), and every
+    ref_reset_every steps if that is set (R1: "every 400 steps")."""
+    steps_per_iteration = math.ceil(cfg.rl_steps / cfg.iterations)
+    return step > 0 and (step % steps_per_iteration == 0 or bool(cfg.ref_reset_every)
+                         and step % cfg.ref_reset_every == 0)
+
+
+def step_line(r: dict) -> str:
+    """The one log line of a GRPO step (the full record goes to metrics.jsonl)."""
+    nan = float("nan")
+    return (f"grpo {r['step']:4d} | reward {r['reward']:.3f} acc {r['accuracy']:.3f} std {r['reward_std']:.3f} "
+            f"zero-std {r['zero_std_frac']:.2f} | len {r['length']:.1f} trunc {r['truncated_frac']:.2f} | "
+            f"kl {r.get('kl', nan):.4f} clip {r.get('clip_frac', nan):.3f} ent {r.get('entropy', nan):.3f} "
+            f"gnorm {r.get('grad_norm', nan):.2f} | {r['step_s']:.2f}s, rollout {r['rollout_s']:.2f}s "
+            f"{r['rollout_tok_s']} tok/s")
+
+
+def run_grpo(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device: str) -> tuple[dict, dict]:
+    """DeepSeekMath Algorithm 1 with rule-based rewards. Returns (evaluation before, evaluation after)."""
+    rng = random.Random(f"{cfg.seed}-grpo")
+    generator = torch.Generator().manual_seed(cfg.seed)
+    held_out = test[:cfg.rl_eval_n]
+    out_dir = os.path.join(cfg.out_dir, "grpo")
+    optimizer = make_optimizer(policy, cfg, cfg.rl_lr)
+    ref = copy.deepcopy(policy).requires_grad_(False).eval()
+
+    def evaluate(step: int) -> dict:
+        t = time.time()
+        result = evaluate_policy(policy, tok, held_out, cfg, generator)
+        shown = " | ".join(f"{k} {v:.3f}" for k, v in result.items())
+        tqdm.write(f"grpo step {step}: held-out {shown} on {len(held_out)} ({time.time() - t:.0f}s)")
+        metrics.log(stage="grpo", step=step, eval_n=len(held_out), **{f"eval_{k}": v for k, v in result.items()})
+        return result
+
+    before = evaluate(0)
+    t0 = time.time()
+    bar = tqdm(range(cfg.rl_steps), desc="grpo", dynamic_ncols=True, file=sys.stdout)
+    step = 0
+    for step in bar:
+        if cfg.rl_minutes and time.time() - t0 > 60 * cfg.rl_minutes:
+            tqdm.write(f"rl_minutes={cfg.rl_minutes} reached after {step} of {cfg.rl_steps} steps")
+            break
+        t_step = time.time()
+        if reset_reference(step, cfg):  # Algorithm 1: pi_ref <- pi_theta
+            ref.load_state_dict(policy.state_dict())
+            # (Algorithm 1 would now retrain the reward model with replay; rule-based rewards need nothing)
+        lr = cfg.rl_lr * min(1.0, (step + 1) / cfg.rl_warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # 1. rollout: G completions per question from pi_old, scored by the rule-based rewards
+        timer = {}
+        roll, first = collect_rollouts(policy, tok, train, cfg, rng, generator, timer)
+        # 2. group-relative advantages, 3. mu updates of the clipped, KL-penalised objective
+        if roll.rewards.numel():
+            update = policy_update(policy, ref, optimizer, roll, advantages(roll, tok, cfg), cfg, device, generator)
+        else:
+            update = {}
+        lengths = first.mask.sum(-1).float()
+        record = dict(
+            stage="grpo", step=step + 1, lr=lr, reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
+            reward_std=first.rewards.std(-1, correction=cfg.std_ddof).mean().item(),
+            zero_std_frac=(~grpo.dynamic_sampling_filter(first.rewards)).float().mean().item(),
+            groups_used=roll.rewards.size(0), length=lengths.mean().item(),
+            truncated_frac=first.truncated.float().mean().item(), rollout_s=round(timer["rollout"], 3),
+            reward_s=round(timer["reward"], 3), step_s=round(time.time() - t_step, 3),
+            rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)
+        metrics.log(**record)
+        tqdm.write(step_line(record))
+        if (step + 1) % cfg.rl_eval_every == 0 and step + 1 < cfg.rl_steps:
+            evaluate(step + 1)
+            save_checkpoint(out_dir, policy, tok, {"train_config": asdict(cfg), "stage": "grpo", "step": step + 1})
+    else:
+        step = cfg.rl_steps
+    after = evaluate(step)
+    save_checkpoint(out_dir, policy, tok, {"train_config": asdict(cfg), "stage": "grpo", "step": step})
+    return before, after
 
 
 def pick_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return name
+
+
+def load_start(cfg: TrainConfig, device: str):
+    """(model, tokenizer) of --init_from, after checking it was trained on this run's task and split."""
+    from tokenizers import Tokenizer
+    try:
+        model, meta = load_checkpoint(cfg.init_from, device)
+        tok = Tokenizer.from_file(os.path.join(cfg.init_from, "tokenizer.json"))
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: --init_from: {e}") from None
+    trained = (meta or {}).get("train_config") or {}
+    for name in ("task", "seed", "digits", "mul_digits", "min_ops", "max_ops", "n_test", "template", "gsm8k_dir"):
+        if name in trained and trained[name] != getattr(cfg, name):
+            raise SystemExit(f"error: --init_from {cfg.init_from} was trained with --{name} {trained[name]!r}, "
+                             f"this run has {getattr(cfg, name)!r}: pass the same value, so that the held-out "
+                             "split and the prompts are the ones it was trained for")
+    return model, tok
+
+
+def print_table(before: dict, after: dict, n: int) -> None:
+    print(f"\nheld-out results on {n} problems")
+    print(f"| {'metric':<18} | {'SFT':>6} | {'GRPO':>6} | {'change':>7} |")
+    print(f"|{'-' * 20}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
+    for k in before:
+        print(f"| {k:<18} | {before[k]:6.3f} | {after[k]:6.3f} | {after[k] - before[k]:+7.3f} |")
 
 
 def main(argv=None) -> dict:
@@ -319,30 +714,48 @@ def main(argv=None) -> dict:
     except (FileNotFoundError, ValueError) as e:  # a malformed data file names its file and line
         raise SystemExit(f"error: {e}") from None
     print(f"{len(train)} training problems, {len(test)} held-out test problems ({cfg.task})")
-    # 2. tokenizer trained on the training corpus, every digit its own token
-    # the tokenizer learns its merges from the first 20k problems: the corpus is repetitive, more adds nothing
-    tok = tasks.train_tokenizer(tasks.corpus_texts(train[:20_000], cfg.template), cfg.vocab_size)
-    tok.save(os.path.join(cfg.out_dir, "tokenizer.json"))
-    examples = encode_examples(tok, train, cfg.template, cfg.max_seq_len)
-    # 3. the model
-    mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head,
-                       n_embd=cfg.n_embd, max_seq_len=cfg.max_seq_len)
-    model = Transformer(mcfg).to(device)
-    print(f"model: {model.num_params():,} parameters, {mcfg}; device {device}")
     metrics = Metrics(os.path.join(cfg.out_dir, "metrics.jsonl"))
-    # 4. cold-start SFT
+    if cfg.init_from:
+        model, tok = load_start(cfg, device)
+        print(f"model: {model.num_params():,} parameters from {cfg.init_from}; device {device}")
+    else:
+        # 2. tokenizer trained on the training corpus, every digit its own token
+        # the tokenizer learns its merges from the first 20k problems: the corpus is repetitive, more adds nothing
+        tok = tasks.train_tokenizer(tasks.corpus_texts(train[:20_000], cfg.template), cfg.vocab_size)
+        examples = encode_examples(tok, train, cfg.template, cfg.max_seq_len)
+        # 3. the model
+        mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head,
+                           n_embd=cfg.n_embd, max_seq_len=cfg.max_seq_len)
+        model = Transformer(mcfg).to(device)
+        print(f"model: {model.num_params():,} parameters, {mcfg}; device {device}")
+        # 4. stage 1: cold-start SFT
+        try:
+            sft(model, tok, examples, test, cfg, metrics, device)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: the last checkpoint in {os.path.join(cfg.out_dir, 'sft')} is kept")
+            raise SystemExit(130)
+    result = {"out_dir": cfg.out_dir}
+    if cfg.rl == "none":
+        # 5. final held-out evaluation on the whole test split
+        acc = greedy_pass_at_1(model, tok, test, cfg.template, cfg.max_new_tokens)
+        minutes = (time.time() - t_start) / 60
+        metrics.log(stage="final", eval_pass_at_1=acc, eval_n=len(test), minutes=round(minutes, 2))
+        print(f"final held-out greedy pass@1: {acc:.3f} on {len(test)} problems | total {minutes:.1f} min")
+        print(f"checkpoint: {os.path.join(cfg.out_dir, 'sft')} (model.safetensors and tokenizer.json)")
+        return {**result, "pass_at_1": acc, "n_test": len(test), "minutes": minutes}
+    # 5. stage 2: GRPO from the SFT model, evaluated before and after
     try:
-        sft(model, tok, examples, test, cfg, metrics, device)
+        before, after = run_grpo(model, tok, train, test, cfg, metrics, device)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the last checkpoint in {cfg.out_dir} is kept")
+        print(f"\ninterrupted: the last checkpoints in {cfg.out_dir} (sft/, grpo/) are kept")
         raise SystemExit(130)
-    # 5. final held-out evaluation on the whole test split
-    acc = greedy_pass_at_1(model, tok, test, cfg.template, cfg.max_new_tokens)
     minutes = (time.time() - t_start) / 60
-    metrics.log(stage="final", eval_pass_at_1=acc, eval_n=len(test), minutes=round(minutes, 2))
-    print(f"final held-out greedy pass@1: {acc:.3f} on {len(test)} problems | total {minutes:.1f} min")
-    print(f"checkpoint: {os.path.join(cfg.out_dir, 'model.safetensors')} (tokenizer.json beside it)")
-    return {"pass_at_1": acc, "n_test": len(test), "minutes": minutes, "out_dir": cfg.out_dir}
+    n = min(cfg.rl_eval_n, len(test))
+    metrics.log(stage="final", eval_n=n, sft=before, grpo=after, minutes=round(minutes, 2))
+    print_table(before, after, n)
+    print(f"total {minutes:.1f} min | checkpoints: {os.path.join(cfg.out_dir, 'sft')} (SFT), "
+          f"{os.path.join(cfg.out_dir, 'grpo')} (GRPO)")
+    return {**result, "sft": before, "grpo": after, "n_test": n, "minutes": minutes}
 
 
 if __name__ == "__main__":

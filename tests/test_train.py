@@ -64,11 +64,11 @@ def test_a_time_budget_moves_progress_ahead_of_the_step_count():
 
 def test_sft_stops_at_the_time_budget_and_still_evaluates_and_checkpoints(tmp_path):
     out = str(tmp_path / "run")
-    train.main(["--preset", "smoke", "--out_dir", out, "--sft_steps", "100000", "--sft_minutes", "0.05"])
+    train.main(["--preset", "smoke", "--out_dir", out, "--sft_steps", "100000", "--sft_minutes", "0.05", "--rl", "none"])
     records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     evals = [r for r in records if r.get("stage") == "sft" and "eval_pass_at_1" in r]
     assert evals and evals[-1]["step"] < 100000 and evals[-1]["time"] < 60
-    assert os.path.exists(os.path.join(out, "model.safetensors"))
+    assert os.path.exists(os.path.join(out, "sft", "model.safetensors"))
 
 
 def test_weight_decay_applies_to_matrices_only():
@@ -97,11 +97,12 @@ def test_presets_set_defaults_and_flags_override_them():
     assert cfg.n_layer == train.PRESETS["smoke"]["n_layer"] and cfg.n_embd == 48
 
 
-def test_smoke_run_trains_checkpoints_and_samples(tmp_path, capsys):
-    out = str(tmp_path / "run")
-    result = train.main(["--preset", "smoke", "--out_dir", out, "--threads", "2"])
-    assert set(os.listdir(out)) >= {"model.safetensors", "tokenizer.json", "metrics.jsonl"}
-    records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    result = train.main(["--preset", "smoke", "--out_dir", run, "--threads", "2", "--rl", "none"])
+    out = os.path.join(run, "sft")
+    assert set(os.listdir(out)) >= {"model.safetensors", "tokenizer.json"}
+    records = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
     losses = [r["loss"] for r in records if "loss" in r]
     assert losses[-1] < losses[0]  # it learns something
     assert records[-1]["stage"] == "final" and records[-1]["eval_n"] == result["n_test"]
@@ -110,7 +111,7 @@ def test_smoke_run_trains_checkpoints_and_samples(tmp_path, capsys):
     sample.main([out, "--question", "What is 12*3+4?", "--n", "10"])
     printed = capsys.readouterr().out
     assert "reasoning:" in printed and "answer:" in printed and "greedy pass@1 on 10 held-out" in printed
-    cfg = train.parse_config(["--preset", "smoke", "--out_dir", out])
+    cfg = train.parse_config(["--preset", "smoke", "--out_dir", run])
     stored = json.loads(json.dumps(train.asdict(cfg)))  # as the checkpoint stores it
     assert sample.held_out_problems(stored, 10) == train.load_problems(cfg)[1][:10]
 

@@ -1,0 +1,206 @@
+"""The GRPO stage of train.py (DeepSeekMath Algorithm 1): group rollouts, their scores and advantages,
+dynamic sampling, the reference resets, and policy updates that move log-probs the way the advantages say."""
+
+import json
+import os
+
+import pytest
+import torch
+
+import grpo
+import rewards
+import tasks
+import train
+from model import ModelConfig, Transformer
+
+RIGHT = " <think> 2+3 = <<2+3=5>>5\n5*4 = <<5*4=20>>20 </think> <answer> 20 </answer>"
+WRONG = " <think> 2+3 = <<2+3=5>>5\n5*4 = <<5*4=21>>21 </think> <answer> 21 </answer>"
+
+
+@pytest.fixture(scope="module")
+def tok():
+    problems, _ = tasks.make_splits("arithmetic", 300, 10, 0)
+    return tasks.train_tokenizer(tasks.corpus_texts(problems, "compact"), 200)
+
+
+def tiny_model(vocab: int, seed: int = 0) -> Transformer:
+    torch.manual_seed(seed)
+    return Transformer(ModelConfig(vocab_size=vocab, n_layer=1, n_head=2, n_embd=16, max_seq_len=128))
+
+
+def rollouts_of(tok, texts: list[str], gold: str, G: int) -> train.Rollouts:
+    """A hand-made Rollouts of B = len(texts) / G groups, every question '2+3*4' with answer `gold`."""
+    ids = [tasks.encode(tok, t) + [tasks.EOS_ID] for t in texts]
+    T = max(map(len, ids))
+    B = len(texts) // G
+    r = [rewards.total_reward(t, gold) for t in texts]
+    c = [rewards.accuracy_reward(t, gold) for t in texts]
+    return train.Rollouts(
+        problems=[tasks.Problem("2+3*4", "", gold)] * B,
+        prompts=[tasks.encode(tok, tasks.format_prompt("2+3*4", "compact"))] * len(texts),
+        ids=torch.tensor([row + [tasks.PAD_ID] * (T - len(row)) for row in ids]),
+        mask=torch.tensor([[True] * len(row) + [False] * (T - len(row)) for row in ids]),
+        truncated=torch.zeros(len(texts), dtype=torch.bool), texts=texts,
+        rewards=torch.tensor(r).view(B, G), correct=torch.tensor(c).view(B, G))
+
+
+def test_sample_groups_gives_each_question_g_consecutive_rows_scored_by_the_rewards(tok):
+    problems, _ = tasks.make_splits("arithmetic", 50, 5, 1)
+    cfg = train.TrainConfig(group_size=3, max_new_tokens=12, overlong_cache=4)
+    roll = train.sample_groups(tiny_model(tok.get_vocab_size()), tok, problems[:4], cfg, torch.Generator().manual_seed(0))
+    assert roll.ids.shape[0] == 12 and roll.rewards.shape == (4, 3) and roll.correct.shape == (4, 3)
+    for b, p in enumerate(problems[:4]):
+        prompt = tasks.encode(tok, tasks.format_prompt(p.question, "compact"))
+        assert roll.prompts[3 * b:3 * b + 3] == [prompt] * 3
+        for g in range(3):
+            text = roll.texts[3 * b + g]
+            n = int(roll.mask[3 * b + g].sum())
+            expected = rewards.total_reward(text, p.answer, train.reward_weights(cfg), n, 12, cfg.overlong_cache)
+            assert roll.rewards[b, g].item() == expected
+    assert (roll.truncated == (roll.mask.sum(-1) == 12) & (roll.ids[:, -1] != tasks.EOS_ID)).all()
+
+
+def test_outcome_advantages_are_the_group_normalised_rewards_on_every_token(tok):
+    roll = rollouts_of(tok, [RIGHT, WRONG, WRONG, WRONG], "20", G=4)  # rewards [2, 1, 1, 1]
+    adv = train.advantages(roll, tok, train.TrainConfig())
+    # population std of [2, 1, 1, 1] is sqrt(3)/4, so A = [sqrt(3), -1/sqrt(3) x 3] (EQUATIONS.md §4 style)
+    expected = torch.tensor([3 ** 0.5, -(3 ** -0.5), -(3 ** -0.5), -(3 ** -0.5)])
+    for i in range(4):
+        assert torch.allclose(adv[i][roll.mask[i]], expected[i].expand(int(roll.mask[i].sum())), atol=1e-5)
+        assert (adv[i][~roll.mask[i]] == 0).all()
+    none = train.advantages(roll, tok, train.TrainConfig(adv_scale="none"))  # Dr. GRPO: centred only
+    assert torch.allclose(none[:, 0], torch.tensor([0.75, -0.25, -0.25, -0.25]))
+
+
+def test_process_advantages_sum_the_normalised_rewards_of_the_steps_from_each_token_on(tok):
+    roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)
+    roll.rewards = roll.correct  # outcome = accuracy only (--reward_format 0), so that no z below is 0
+    adv = train.advantages(roll, tok, train.TrainConfig(supervision="process"))
+    # steps: RIGHT [1, 1] + outcome 1; WRONG [1, 0] + outcome 0; normalised over all six
+    flat = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    z = ((flat - flat.mean()) / flat.std(correction=0)).view(2, 3)
+    for i in range(2):
+        n = int(roll.mask[i].sum())
+        row = adv[i, :n]
+        assert row[0].item() == pytest.approx(z[i].sum().item(), abs=1e-5)  # before step 1: all three
+        assert row[-1].item() == pytest.approx(z[i, 2].item(), abs=1e-5)  # the last token: the outcome only
+        # the advantage changes exactly after the tokens that close a step ('>>'), and nowhere else
+        changes = [t for t in range(n - 1) if abs(row[t + 1] - row[t]) > 1e-6]
+        assert len(changes) == 2  # after each '>>'; the answer tokens after it carry the outcome's z alone
+        for t in changes:
+            assert tasks.decode(tok, [roll.ids[i, t].item()]).endswith(">")
+        assert (adv[i, n:] == 0).all()
+
+
+def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(tok):
+    mixed = rollouts_of(tok, [RIGHT, WRONG, RIGHT, RIGHT], "20", G=2)  # group 0 mixed, group 1 all right
+    wrong = rollouts_of(tok, [WRONG, WRONG, WRONG, RIGHT], "20", G=2)  # group 0 all wrong, group 1 mixed
+    keep = [grpo.dynamic_sampling_filter(mixed.rewards), grpo.dynamic_sampling_filter(wrong.rewards)]
+    assert [k.tolist() for k in keep] == [[True, False], [False, True]]
+    both = train.select_groups([mixed, wrong], keep, n_groups=8, G=2)
+    assert both.texts == [RIGHT, WRONG, WRONG, RIGHT] and both.rewards.tolist() == [[2.0, 1.0], [1.0, 2.0]]
+    assert both.ids.shape[0] == 4 and (both.ids[1] == mixed.ids[1]).all() and (both.ids[2] == wrong.ids[2]).all()
+    one = train.select_groups([mixed, wrong], keep, n_groups=1, G=2)
+    assert one.texts == [RIGHT, WRONG]
+    nothing = train.select_groups([mixed], [torch.tensor([False, False])], n_groups=8, G=2)
+    assert nothing.rewards.shape == (0, 2) and nothing.texts == []
+
+
+def test_the_reference_resets_once_per_outer_iteration_and_every_n_steps():
+    due = lambda **kw: [s for s in range(12) if train.reset_reference(s, train.TrainConfig(rl_steps=12, **kw))]
+    assert due() == []  # one iteration: the reference stays the SFT model
+    assert due(iterations=3) == [4, 8]  # Algorithm 1 with I = 3
+    assert due(ref_reset_every=5) == [5, 10]  # R1: every N steps
+    assert due(iterations=2, ref_reset_every=4) == [4, 6, 8]
+
+
+def update_once(tok, **cfg_kw):
+    roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)
+    cfg = train.TrainConfig(**cfg_kw)
+    policy = tiny_model(tok.get_vocab_size())
+    ref = tiny_model(tok.get_vocab_size())
+    ref.load_state_dict(policy.state_dict())
+    prompt_ids, prompt_valid = train.left_pad(roll.prompts, tasks.PAD_ID, "cpu")
+    logp = lambda: grpo.masked_sum(grpo.completion_logprobs(policy, prompt_ids, prompt_valid, roll.ids, roll.mask),
+                                   roll.mask, dim=-1)
+    before = logp().detach()
+    optimizer = train.make_optimizer(policy, cfg, cfg.rl_lr)
+    adv = train.advantages(roll, tok, cfg)
+    stats = train.policy_update(policy, ref, optimizer, roll, adv, cfg, "cpu", torch.Generator().manual_seed(0))
+    return before, logp().detach(), stats
+
+
+def test_a_single_update_has_ratio_one_and_moves_log_probs_the_way_the_advantages_say(tok):
+    before, after, stats = update_once(tok, rl_lr=1e-2, kl_coef=0.04)
+    assert stats["ratio_mean"] == 1.0 and stats["clip_frac"] == 0.0 and stats["kl"] == 0.0  # pi = pi_old = pi_ref
+    assert after[0] > before[0]  # the right answer (A > 0) became more likely
+    # ... and more likely relative to the wrong one (A < 0), which shares most of its tokens
+    assert after[0] - after[1] > before[0] - before[1] + 0.5
+    assert stats["grad_norm"] > 0 and stats["entropy"] > 0
+
+
+def test_several_updates_per_rollout_move_the_ratio_and_the_clip_acts(tok):
+    _, _, stats = update_once(tok, rl_lr=3e-2, mu=4, minibatches=2, clip_eps_low=0.05)
+    assert stats["ratio_max"] > 1.05 or stats["ratio_min"] < 0.95
+    assert stats["clip_frac"] > 0
+    assert stats["kl"] > 0  # the policy has left the reference
+
+
+def test_overlong_filtering_removes_truncated_rows_from_the_loss(tok):
+    roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)
+    roll.truncated[1] = True
+    mask = grpo.completion_mask(roll.mask, roll.truncated, overlong_filter=True)
+    assert mask[0].equal(roll.mask[0]) and not mask[1].any()
+
+
+@pytest.mark.parametrize("flag, value, words", [("--rl", "ppo2", "allowed values are grpo, none"),
+                                               ("--adv_scale", "global", "allowed values are group"),
+                                               ("--agg", "sum", "allowed values are seq_mean"),
+                                               ("--std_ddof", "2", "allowed values are 0, 1"),
+                                               ("--dynamic_sampling", "maybe", "not a boolean"),
+                                               ("--group_size", "0", "must be >= 1"),
+                                               ("--temperature", "0", "must be > 0"),
+                                               ("--minibatches", "1000", "more than the 128 completions"),
+                                               ("--overlong_cache", "200", "must be <= --max_new_tokens"),
+                                               ("--init_from", "/nowhere", "no such checkpoint directory")])
+def test_bad_grpo_flags_are_errors_that_name_the_flag(flag, value, words, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_config([flag, value])
+    err = capsys.readouterr().err
+    assert flag in err and words in err
+
+
+def test_boolean_flags_take_true_and_false():
+    assert train.parse_config(["--dynamic_sampling", "true", "--overlong_filter", "0"]).dynamic_sampling is True
+    assert train.parse_config(["--dynamic_sampling", "False"]).dynamic_sampling is False
+
+
+def test_smoke_pipeline_runs_sft_then_grpo_logs_every_step_and_prints_the_table(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    result = train.main(["--preset", "smoke", "--out_dir", out, "--dynamic_sampling", "true",
+                         "--overlong_filter", "true", "--mu", "2", "--minibatches", "2"])
+    for stage in ("sft", "grpo"):
+        assert set(os.listdir(os.path.join(out, stage))) >= {"model.safetensors", "tokenizer.json"}
+    records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    steps = [r for r in records if r["stage"] == "grpo" and "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    for key in ("reward", "accuracy", "reward_std", "zero_std_frac", "length", "truncated_frac", "step_s",
+                "rollout_s", "rollout_tok_s"):
+        assert all(key in r for r in steps), key
+    evals = [r for r in records if r["stage"] == "grpo" and "eval_pass_at_1" in r]
+    assert [r["step"] for r in evals] == [0, 2, 4] and all("eval_pass_at_2" in r for r in evals)
+    printed = capsys.readouterr().out
+    assert "| pass_at_1 " in printed and "| pass_at_2 " in printed and "grpo    4 |" in printed
+    assert records[-1]["stage"] == "final" and set(result) >= {"sft", "grpo", "minutes"}
+
+
+def test_init_from_refuses_a_checkpoint_trained_on_another_split(tmp_path):
+    out = str(tmp_path / "run")
+    train.main(["--preset", "smoke", "--out_dir", out, "--rl", "none"])
+    with pytest.raises(SystemExit, match="trained with --seed 0"):
+        train.main(["--preset", "smoke", "--out_dir", str(tmp_path / "b"), "--init_from", os.path.join(out, "sft"),
+                    "--seed", "1"])
+    # the same split is fine, and skips SFT
+    result = train.main(["--preset", "smoke", "--out_dir", str(tmp_path / "c"), "--init_from", os.path.join(out, "sft"),
+                         "--rl_steps", "1"])
+    assert "grpo" in result
