@@ -141,12 +141,21 @@ def bench_grpo(args):
     print(f"{'batch':>6} {'seconds':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'of peak':>8}")
     prompt = tasks.encode(tok, tasks.format_prompt(problems[0].question, "compact"))
     flops_per_token = 2 * policy.num_params()  # a forward pass: 2 FLOPs per weight per token (+ attention)
+    per_step = {}
     for batch in args.batches:
         secs = timed(lambda: generate(policy, [prompt] * batch, args.max_new_tokens, eos_id=10 ** 9, pad_id=0,
                                       temperature=1.0, generator=gen), 3)
         tps = batch * args.max_new_tokens / secs
+        per_step[batch] = secs / args.max_new_tokens
         print(f"{batch:6d} {secs:8.3f} {tps:9.0f} {tps * flops_per_token / 1e9:8.1f} "
               f"{100 * tps * flops_per_token / 1e9 / peak:7.1f}%")
+    # a decode step costs a + b * batch: a is the fixed overhead (Python, kernel launches), b * batch the work
+    lo, hi = min(per_step), max(per_step)
+    b = (per_step[hi] - per_step[lo]) / (hi - lo)
+    a = per_step[lo] - b * lo
+    for batch in (args.prompts * args.group, hi):
+        print(f"decode step at batch {batch}: {1e3 * (a + b * batch):.2f} ms = {1e3 * a:.2f} ms fixed overhead + "
+              f"{1e3 * b * batch:.2f} ms that grows with the batch ({100 * b * batch / (a + b * batch):.0f}%)")
 
 
 def main(argv=None):

@@ -112,7 +112,8 @@ class TrainConfig:
     prompts_per_step: int = opt(16, "B: training questions per GRPO step")
     group_size: int = opt(8, "G: completions sampled per question")
     temperature: float = opt(1.0, "rollout sampling temperature (R1: 1.0); logp's are taken at this temperature")
-    rl_lr: float = opt(1e-4, "GRPO learning rate, constant after rl_warmup_steps (as DAPO)")
+    rl_lr: float = opt(3e-5, "GRPO learning rate, constant after rl_warmup_steps (as DAPO); 1e-4 and more "
+                       "damaged the default SFT model (README)")
     rl_warmup_steps: int = opt(10, "GRPO linear warm-up steps")
     kl_coef: float = opt(0.04, "beta, the k3 KL penalty's weight (DeepSeekMath 0.04, R1 0.001, DAPO/Dr. GRPO 0)")
     clip_eps_low: float = opt(0.2, "clip range below 1 of the ratio")
@@ -753,8 +754,8 @@ def main(argv=None) -> dict:
     n = min(cfg.rl_eval_n, len(test))
     metrics.log(stage="final", eval_n=n, sft=before, grpo=after, minutes=round(minutes, 2))
     print_table(before, after, n)
-    print(f"total {minutes:.1f} min | checkpoints: {os.path.join(cfg.out_dir, 'sft')} (SFT), "
-          f"{os.path.join(cfg.out_dir, 'grpo')} (GRPO)")
+    start = cfg.init_from or os.path.join(cfg.out_dir, "sft")
+    print(f"total {minutes:.1f} min | checkpoints: {start} (SFT), {os.path.join(cfg.out_dir, 'grpo')} (GRPO)")
     return {**result, "sft": before, "grpo": after, "n_test": n, "minutes": minutes}
 
 
