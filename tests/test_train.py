@@ -108,7 +108,7 @@ def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys):
     assert records[-1]["stage"] == "final" and records[-1]["eval_n"] == result["n_test"]
     assert 0.0 <= result["pass_at_1"] <= 1.0
     # the checkpoint stores the config, and sample.py rebuilds the very same held-out split from it
-    sample.main([out, "--question", "What is 12*3+4?", "--n", "10"])
+    sample.main([run, "--question", "What is 12*3+4?", "--n", "10"])  # a run directory: its sft/ checkpoint
     printed = capsys.readouterr().out
     assert "reasoning:" in printed and "answer:" in printed and "greedy pass@1 on 10 held-out" in printed
     cfg = train.parse_config(["--preset", "smoke", "--out_dir", run])
