@@ -112,6 +112,8 @@ class TrainConfig:
     prompts_per_step: int = opt(16, "B: training questions per GRPO step")
     group_size: int = opt(8, "G: completions sampled per question")
     temperature: float = opt(1.0, "rollout sampling temperature (R1: 1.0); logp's are taken at this temperature")
+    top_p: float = opt(1.0, "rollout top-p (1: off, as R1); below 1 the sampler skips rare tokens, and pi_old is "
+                       "then the tempered softmax it was cut from, not exactly the sampling distribution")
     rl_lr: float = opt(3e-5, "GRPO learning rate, constant after rl_warmup_steps (as DAPO); 1e-4 and more "
                        "damaged the default SFT model (README)")
     rl_warmup_steps: int = opt(10, "GRPO linear warm-up steps")
@@ -205,9 +207,12 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
     for name in ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every"):
         if getattr(cfg, name) < 0:
             parser.error(f"--{name} must be >= 0, got {getattr(cfg, name)}")
-    for name in ("temperature", "eval_temperature", "eval_top_p", "rl_lr"):
+    for name in ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p"):
         if getattr(cfg, name) <= 0:
             parser.error(f"--{name} must be > 0, got {getattr(cfg, name)}")
+    for name in ("top_p", "eval_top_p"):
+        if getattr(cfg, name) > 1:
+            parser.error(f"--{name} must be <= 1 (1: off), got {getattr(cfg, name)}")
     if cfg.minibatches > cfg.prompts_per_step * cfg.group_size:
         parser.error(f"--minibatches {cfg.minibatches} is more than the {cfg.prompts_per_step * cfg.group_size} "
                      "completions of a step (prompts_per_step x group_size)")
@@ -423,7 +428,7 @@ def sample_groups(policy, tok, problems, cfg: TrainConfig, generator, timer: dic
     was_training = policy.training
     policy.eval()
     roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,
-                    generator=generator)
+                    top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator)
     policy.train(was_training)
     timer["rollout"] = timer.get("rollout", 0.0) + time.time() - t
     timer["tokens"] = timer.get("tokens", 0) + int(roll.mask.sum())

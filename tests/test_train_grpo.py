@@ -160,6 +160,7 @@ def test_overlong_filtering_removes_truncated_rows_from_the_loss(tok):
                                                ("--dynamic_sampling", "maybe", "not a boolean"),
                                                ("--group_size", "0", "must be >= 1"),
                                                ("--temperature", "0", "must be > 0"),
+                                               ("--top_p", "1.5", "must be <= 1"),
                                                ("--minibatches", "1000", "more than the 128 completions"),
                                                ("--overlong_cache", "200", "must be <= --max_new_tokens"),
                                                ("--init_from", "/nowhere", "no such checkpoint directory")])
