@@ -10,6 +10,7 @@ reports medians over repeats, so a noisy machine shifts both numbers alike.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 
@@ -93,7 +94,7 @@ def bench_grpo(args):
     ref = Transformer(mcfg).requires_grad_(False).eval()
     ref.load_state_dict(policy.state_dict())
     optimizer = train.make_optimizer(policy, cfg, cfg.rl_lr)
-    rng, gen = __import__("random").Random(0), torch.Generator().manual_seed(0)
+    rng, gen = random.Random(0), torch.Generator().manual_seed(0)
     rows = []
     for _ in range(args.steps + 1):  # the first step warms up and is not counted
         timer, t = {}, time.perf_counter()

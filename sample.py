@@ -37,11 +37,15 @@ def complete(model, tok, questions: list[str], template: str, max_new_tokens: in
         prompts = [tok.encode(tasks.format_prompt(q, template)).ids for q in chunk]
         roll = generate(model, prompts, max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature, top_k, top_p,
                         generator)
-        for ids, mask in zip(roll.ids.tolist(), roll.mask.tolist()):
-            kept = [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID]
-            texts.append(tasks.decode(tok, kept))
+        texts += decode_completions(tok, roll)
     model.train(was_training)
     return texts
+
+
+def decode_completions(tok, roll) -> list[str]:
+    """The text of each completion of a Rollout: its real tokens (mask), without the EOS."""
+    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID])
+            for ids, mask in zip(roll.ids.tolist(), roll.mask.tolist())]
 
 
 def greedy_pass_at_1(model, tok, problems: list[tasks.Problem], template: str, max_new_tokens: int,

@@ -57,7 +57,7 @@ import grpo
 import rewards
 import tasks
 from model import ModelConfig, Transformer, generate, left_pad, load_checkpoint, save_checkpoint
-from sample import complete, greedy_pass_at_1
+from sample import complete, decode_completions, greedy_pass_at_1
 
 
 def opt(default, help: str):
@@ -210,6 +210,8 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
     for name in ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p"):
         if getattr(cfg, name) <= 0:
             parser.error(f"--{name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.reward_wrong >= 1:
+        parser.error(f"--reward_wrong must be below 1, the accuracy reward of a right answer, got {cfg.reward_wrong}")
     for name in ("top_p", "eval_top_p"):
         if getattr(cfg, name) > 1:
             parser.error(f"--{name} must be <= 1 (1: off), got {getattr(cfg, name)}")
@@ -433,13 +435,13 @@ def sample_groups(policy, tok, problems, cfg: TrainConfig, generator, timer: dic
     timer["rollout"] = timer.get("rollout", 0.0) + time.time() - t
     timer["tokens"] = timer.get("tokens", 0) + int(roll.mask.sum())
     t = time.time()
-    texts = [tasks.decode(tok, [t for t, m in zip(row, keep) if m and t != tasks.EOS_ID])
-             for row, keep in zip(roll.ids.tolist(), roll.mask.tolist())]
+    texts = decode_completions(tok, roll)
     weights, lengths = reward_weights(cfg), roll.mask.sum(-1).tolist()
     golds = [p.answer for p in problems for _ in range(G)]
-    r = [rewards.total_reward(text, gold, weights, length=n, max_len=cfg.max_new_tokens, cache_len=cfg.overlong_cache)
-         for text, gold, n in zip(texts, golds, lengths)]
-    c = [rewards.accuracy_reward(text, gold) for text, gold in zip(texts, golds)]
+    parts = [rewards.reward_components(text, gold, weights, length=n, max_len=cfg.max_new_tokens,
+                                       cache_len=cfg.overlong_cache) for text, gold, n in zip(texts, golds, lengths)]
+    r = [rewards.weighted_sum(p, weights) for p in parts]  # r_i = rewards.total_reward, each term computed once
+    c = [float(p["accuracy"] == 1.0) for p in parts]  # correct: 1/0 whatever value a wrong answer gets
     B = len(problems)
     timer["reward"] = timer.get("reward", 0.0) + time.time() - t
     return Rollouts(problems, prompts, roll.ids, roll.mask, roll.truncated, texts,
@@ -545,7 +547,7 @@ def policy_update(policy, ref, optimizer, roll: Rollouts, adv: torch.Tensor, cfg
                                                             mask[rows], cfg.temperature)
     t = time.time()
     with torch.no_grad(), autocast(device):
-        everything = torch.arange(N, device=device)
+        everything = slice(None)  # all N rows, without copying
         old_logp = None if single else logp_of(policy, everything)  # pi_old, stored before any update
         ref_logp = logp_of(ref, everything) if cfg.kl_coef > 0 else None  # pi_ref, never with gradient
     t_logprobs, t = time.time() - t, time.time()
@@ -588,7 +590,6 @@ def evaluate_policy(model, tok, problems, cfg: TrainConfig, generator) -> dict:
                 for i, p in enumerate(problems)]
         out[f"pass_at_{k}"] = sum(grpo.pass_at_k(k, int(c), k) for c in hits) / len(problems)
         out["sampled_pass_at_1"] = sum(hits) / (k * len(problems))
-    model.train()
     return out
 
 

@@ -3,6 +3,7 @@ dynamic sampling, the reference resets, and policy updates that move log-probs t
 
 import json
 import os
+import random
 
 import pytest
 import torch
@@ -106,6 +107,23 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(tok):
     assert nothing.rewards.shape == (0, 2) and nothing.texts == []
 
 
+def test_dynamic_sampling_refills_the_batch_from_fresh_rollouts(tok, monkeypatch):
+    queue = [rollouts_of(tok, [RIGHT, RIGHT, RIGHT, WRONG], "20", G=2),  # groups: all right, mixed
+             rollouts_of(tok, [WRONG, WRONG, WRONG, WRONG], "20", G=2),  # nothing to learn from
+             rollouts_of(tok, [WRONG, RIGHT, RIGHT, WRONG], "20", G=2)]  # two mixed groups
+    calls = []
+    monkeypatch.setattr(train, "sample_groups", lambda *a, **k: calls.append(1) or queue[len(calls) - 1])
+    cfg = train.TrainConfig(prompts_per_step=2, group_size=2, dynamic_sampling=True)
+    problems = [tasks.Problem("q", "", "20")] * 4
+    roll, first = train.collect_rollouts(None, tok, problems, cfg, random.Random(0), None)
+    assert len(calls) == 3 and first is queue[0]  # logged as sampled; refilled until 2 mixed groups
+    assert roll.texts == [RIGHT, WRONG, WRONG, RIGHT] and roll.rewards.shape == (2, 2)
+    calls.clear()
+    cfg.dynamic_sampling = False
+    roll, first = train.collect_rollouts(None, tok, problems, cfg, random.Random(0), None)
+    assert len(calls) == 1 and roll is first  # off: one rollout, all groups kept
+
+
 def test_the_reference_resets_once_per_outer_iteration_and_every_n_steps():
     due = lambda **kw: [s for s in range(12) if train.reset_reference(s, train.TrainConfig(rl_steps=12, **kw))]
     assert due() == []  # one iteration: the reference stays the SFT model
@@ -161,6 +179,7 @@ def test_overlong_filtering_removes_truncated_rows_from_the_loss(tok):
                                                ("--group_size", "0", "must be >= 1"),
                                                ("--temperature", "0", "must be > 0"),
                                                ("--top_p", "1.5", "must be <= 1"),
+                                               ("--reward_wrong", "1", "must be below 1"),
                                                ("--minibatches", "1000", "more than the 128 completions"),
                                                ("--overlong_cache", "200", "must be <= --max_new_tokens"),
                                                ("--init_from", "/nowhere", "no such checkpoint directory")])
