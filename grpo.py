@@ -465,3 +465,21 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0  # every k-subset contains a correct sample
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))  # 1 - C(n-c,k)/C(n,k)
+
+
+def majority_vote(answers: list) -> object | None:
+    """The most common of k sampled final answers, ties going to the one seen first; None if no sample
+    gave an answer (None entries are abstentions and never win).
+
+    cons@k ("consensus", majority voting; DeepSeek-R1 Table 4 reports cons@64; Wang et al. 2022,
+    "Self-Consistency", arXiv 2203.11171) is the fraction of problems whose majority answer is right.
+    Beside greedy pass@1 it measures the headroom of mode-sharpening: RL that only concentrates
+    probability on answers the model already prefers can lift greedy pass@1 to about cons@k, while
+    pass@k - cons@k is what RL must teach. Pass parsed values (rewards.parse_number) so that "12" and
+    "12.0" are one answer.   [3, 5, 3, None] -> 3;  [5, 3] -> 5;  [None, None] -> None
+    """
+    counts: dict = {}
+    for a in answers:
+        if a is not None:
+            counts[a] = counts.get(a, 0) + 1  # dicts keep insertion order, so ties go to the first seen
+    return max(counts, key=counts.get) if counts else None

@@ -578,8 +578,9 @@ def policy_update(policy, ref, optimizer, roll: Rollouts, adv: torch.Tensor, cfg
 
 
 def evaluate_policy(model, tok, problems, cfg: TrainConfig, generator) -> dict:
-    """Held-out greedy pass@1 and sampled pass@k: k samples per problem at eval_temperature / eval_top_p,
-    scored by the unbiased estimator of Chen et al. 2021 (grpo.pass_at_k with n = k)."""
+    """Held-out greedy pass@1, and from k samples per problem at eval_temperature / eval_top_p: pass@k (the
+    unbiased estimator of Chen et al. 2021, grpo.pass_at_k with n = k), sampled pass@1 and cons@k (majority
+    vote, grpo.majority_vote: the greedy pass@1 that sharpening alone could reach)."""
     out = {"pass_at_1": greedy_pass_at_1(model, tok, problems, cfg.template, cfg.max_new_tokens)}
     k = cfg.pass_k
     if k > 1:
@@ -590,6 +591,10 @@ def evaluate_policy(model, tok, problems, cfg: TrainConfig, generator) -> dict:
                 for i, p in enumerate(problems)]
         out[f"pass_at_{k}"] = sum(grpo.pass_at_k(k, int(c), k) for c in hits) / len(problems)
         out["sampled_pass_at_1"] = sum(hits) / (k * len(problems))
+        values = [rewards.parse_number(rewards.extract_answer(t)) for t in texts]  # "12" and "12.0": one vote
+        votes = [grpo.majority_vote(values[i * k:(i + 1) * k]) for i in range(len(problems))]
+        out[f"cons_at_{k}"] = sum(v is not None and v == rewards.parse_number(p.answer)
+                                  for v, p in zip(votes, problems)) / len(problems)
     return out
 
 

@@ -13,8 +13,8 @@ import torch
 from grpo import (aggregate, broadcast_outcome_advantage, clip_fraction, clipped_surrogate, completion_logprobs,
                   completion_mask, dynamic_sampling_filter, gae, gradient_coefficient, group_advantages,
                   grpo_gradient_coefficient, grpo_loss, grpo_objective, kl_k1, kl_k2, kl_k3, masked_mean, masked_sum,
-                  pass_at_k, policy_ratio, ppo_loss, ppo_token_rewards, process_advantages, rloo_advantages,
-                  value_loss, whiten)
+                  majority_vote, pass_at_k, policy_ratio, ppo_loss, ppo_token_rewards, process_advantages,
+                  rloo_advantages, value_loss, whiten)
 from model import ModelConfig, Transformer, generate, left_pad
 
 EOS, PAD = 1, 0
@@ -440,3 +440,12 @@ def test_pass_at_k_on_hand_numbers_and_against_the_binomial_formula():
         assert pass_at_k(n, c, k) == pytest.approx(1 - math.comb(n - c, k) / math.comb(n, k), abs=1e-12)
     with pytest.raises(ValueError):
         pass_at_k(5, 6, 1)
+
+
+def test_majority_vote_counts_answers_ties_go_to_the_first_seen_and_abstentions_never_win():
+    assert majority_vote([3, 5, 3, None]) == 3
+    assert majority_vote([5, 3]) == 5  # a tie: the first seen
+    assert majority_vote([None, 7, None, None]) == 7  # three abstentions lose to one answer
+    assert majority_vote([None, None]) is None and majority_vote([]) is None
+    from fractions import Fraction
+    assert majority_vote([Fraction(12), Fraction(24, 2), Fraction(5)]) == 12  # parsed "12" and "12.0" are one vote

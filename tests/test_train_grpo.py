@@ -209,6 +209,7 @@ def test_smoke_pipeline_runs_sft_then_grpo_logs_every_step_and_prints_the_table(
         assert all(key in r for r in steps), key
     evals = [r for r in records if r["stage"] == "grpo" and "eval_pass_at_1" in r]
     assert [r["step"] for r in evals] == [0, 2, 4] and all("eval_pass_at_2" in r for r in evals)
+    assert all(0 <= r["eval_cons_at_2"] <= r["eval_pass_at_2"] for r in evals)  # a majority answer is a sampled one
     printed = capsys.readouterr().out
     assert "| pass_at_1 " in printed and "| pass_at_2 " in printed and "grpo    4 |" in printed
     assert records[-1]["stage"] == "final" and set(result) >= {"sft", "grpo", "minutes"}
