@@ -1,17 +1,23 @@
 """PPO, the baseline GRPO is compared with (DeepSeekMath Eqs. 1-2, GAE as DAPO Eqs. 2-3): the critic-side
-equations on hand-computed numbers, and the critic's alignment with the completion tokens.
+equations on hand-computed numbers, the critic's alignment with the completion tokens, the PPO gradient
+against REINFORCE with a baseline, one update on hand-made rollouts, the flags, and a smoke run of
+`train.py --rl ppo`.
 
 Run: python -m pytest -q tests/test_ppo.py
 """
 
+import json
 import math
+import os
 
 import pytest
 import torch
 
 import grpo
+import train
 from model import Critic, left_pad, load_checkpoint, load_critic, save_checkpoint
 from test_grpo import PAD, PROMPTS, rollout, tiny
+from test_train_grpo import RIGHT, WRONG, rollouts_of, tiny_model, tok  # noqa: F401 (tok is a pytest fixture)
 
 F64 = torch.float64
 
@@ -120,6 +126,17 @@ def test_the_critic_starts_from_the_policys_weights_with_a_zero_head_and_shares_
     assert not torch.equal(critic.trunk.tok_emb.weight, policy.tok_emb.weight)  # a copy, not shared
 
 
+def test_the_rl_stage_holds_a_critic_copied_from_the_sft_policy_only_with_ppo():
+    policy = tiny()
+    ppo = train.make_rl_models(policy, train.TrainConfig(rl="ppo", critic_lr=1e-3))
+    assert torch.equal(ppo.critic.trunk.tok_emb.weight, policy.tok_emb.weight)
+    assert (ppo.critic.value_head.weight == 0).all() and (ppo.critic.value_head.bias == 0).all()
+    assert ppo.critic_optimizer.param_groups[0]["lr"] == 1e-3 and ppo.ref is not policy
+    assert not any(p.requires_grad for p in ppo.ref.parameters())
+    grpo_models = train.make_rl_models(policy, train.TrainConfig(rl="grpo"))
+    assert grpo_models.critic is None and grpo_models.critic_optimizer is None
+
+
 def test_a_saved_critic_loads_with_the_same_values_and_is_not_mistaken_for_a_policy(tmp_path):
     critic = critic_with_random_head(tiny())
     save_checkpoint(str(tmp_path), critic, None, {"stage": "ppo_critic"})
@@ -128,3 +145,146 @@ def test_a_saved_critic_loads_with_the_same_values_and_is_not_mistaken_for_a_pol
     assert meta["stage"] == "ppo_critic" and torch.allclose(loaded(x).double(), critic(x), atol=1e-6)
     with pytest.raises(ValueError, match="value_head"):  # a critic is no policy checkpoint
         load_checkpoint(str(tmp_path))
+
+
+# ----------------------------------------------------------------------------- the PPO update
+
+
+def ppo_rollouts(policy, scores: list[float]) -> train.Rollouts:
+    """policy's samples for test_grpo's PROMPTS (3 questions x G = 2, rows interleaved), with the given scores."""
+    roll = rollout(policy, PROMPTS)
+    n = len(PROMPTS)
+    return train.Rollouts(problems=[None] * 3, prompts=PROMPTS, ids=roll.ids, mask=roll.mask, truncated=roll.truncated,
+                          texts=[""] * n, rewards=torch.tensor(scores, dtype=F64).view(3, 2),
+                          correct=torch.zeros(3, 2))
+
+
+def test_with_a_constant_value_and_one_update_the_ppo_gradient_is_reinforce_with_a_baseline():
+    beta, b = 0.1, 0.3
+    scores = [1.0, 0.0, 0.5, 2.0, 0.0, 1.0]
+    policy, ref = tiny(seed=0), tiny(seed=1)  # a different reference, so that the KL rewards are not 0
+    roll = ppo_rollouts(policy, scores)
+    critic = Critic.from_policy(policy)
+    torch.nn.init.constant_(critic.value_head.bias, b)  # zero weight: V(s) = b in every state
+    cfg = train.TrainConfig(rl="ppo", mu=1, minibatches=1, kl_coef=beta, gamma=1.0, lam=1.0, whiten_adv=False,
+                            grad_clip=0.0, max_new_tokens=8)
+    # SGD with lr 1: the policy's parameters move by exactly minus the gradient of the PPO policy loss
+    models = train.RLModels(policy, ref, torch.optim.SGD(policy.parameters(), lr=1.0), critic,
+                            torch.optim.SGD(critic.parameters(), lr=0.0))
+    params = list(policy.parameters())
+    before = [p.detach().clone() for p in params]
+
+    # REINFORCE with baseline b, by hand: r_t = -beta (log pi(o_t) - log pi_ref(o_t)) (+ score on the last token),
+    # G_t = sum_{l >= t} r_l, and grad J = 1/N sum_i 1/|o_i| sum_t (G_t - b) grad log pi(o_t)
+    ids, valid = left_pad(PROMPTS, PAD, "cpu")
+    logp = grpo.completion_logprobs(policy, ids, valid, roll.ids, roll.mask)
+    with torch.no_grad():
+        ref_logp = grpo.completion_logprobs(ref, ids, valid, roll.ids, roll.mask)
+    objective = 0.0
+    for i in range(len(PROMPTS)):
+        L = int(roll.mask[i].sum())
+        r = [-beta * (logp[i, t].item() - ref_logp[i, t].item()) for t in range(L)]
+        r[-1] += scores[i]
+        G = [sum(r[t:]) for t in range(L)]
+        objective = objective + sum((G[t] - b) * logp[i, t] for t in range(L)) / L
+    expected = torch.autograd.grad(objective / len(PROMPTS), params)  # grad J; the loss is -J
+
+    stats = train.ppo_update(models, roll, cfg, "cpu", torch.Generator().manual_seed(0))
+    assert stats["ratio_mean"] == 1.0 and stats["ratio_min"] == 1.0 and stats["clip_frac"] == 0.0  # pi = pi_old
+    assert stats["kl"] > 0 and stats["value_mean"] == pytest.approx(b)
+    for p0, p, g in zip(before, params, expected):  # p = p0 - lr * grad(loss) = p0 + grad J
+        assert torch.allclose(p - p0, g, atol=1e-12, rtol=1e-9)
+    assert max(g.abs().max().item() for g in expected) > 1e-3  # the gradient is not trivially 0
+
+
+def test_one_ppo_update_raises_the_right_answer_against_the_wrong_one_and_lowers_the_value_loss(tok):
+    roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)  # rewards: right 2 (accuracy + format), wrong 1
+    policy = tiny_model(tok.get_vocab_size())
+    cfg = train.TrainConfig(rl="ppo", rl_lr=1e-2, critic_lr=1e-2)
+    models = train.make_rl_models(policy, cfg)
+    ids, valid = left_pad(roll.prompts, 0, "cpu")
+    seq_logp = lambda: grpo.masked_sum(grpo.completion_logprobs(policy, ids, valid, roll.ids, roll.mask).detach(),
+                                       roll.mask, dim=-1)
+    # pi = pi_ref, so the KL rewards are 0 and (gamma = lambda = 1) every token's return is its completion's score
+    returns = torch.where(roll.mask, roll.rewards.view(2, 1), 0.0)
+    v_loss = lambda: 0.5 * grpo.masked_mean(
+        (grpo.completion_values(models.critic, ids, valid, roll.ids, roll.mask).detach() - returns) ** 2, roll.mask)
+    before, v_before = seq_logp(), v_loss()
+    stats = train.ppo_update(models, roll, cfg, "cpu", torch.Generator().manual_seed(0))
+    n_right, n_wrong = roll.mask.sum(-1).tolist()
+    # the critic starts at V = 0: L_V = 1/2 (2^2 n_right + 1^2 n_wrong) / (n_right + n_wrong), and it explains nothing
+    assert stats["value_loss"] == pytest.approx(0.5 * (4 * n_right + n_wrong) / (n_right + n_wrong), rel=1e-6)
+    assert v_before.item() == pytest.approx(stats["value_loss"], rel=1e-6)
+    assert stats["explained_var"] == pytest.approx(0.0, abs=1e-6) and stats["kl"] == 0.0
+    assert stats["return_mean"] == pytest.approx((2 * n_right + n_wrong) / (n_right + n_wrong), rel=1e-6)
+    after = seq_logp()
+    assert after[0] - after[1] > before[0] - before[1] + 0.5  # the right answer gained on the wrong one
+    assert v_loss() < v_before  # the critic moved towards the returns
+    assert stats["critic_grad_norm"] > 0 and stats["grad_norm"] > 0
+
+
+# ----------------------------------------------------------------------------- flags and the whole pipeline
+
+
+@pytest.mark.parametrize("argv, flag, words", [
+    (["--gamma", "1.5"], "--gamma", "must be in [0, 1]"),
+    (["--lam", "-0.1"], "--lam", "must be in [0, 1]"),
+    (["--vf_coef", "0"], "--vf_coef", "must be > 0"),
+    (["--critic_lr", "0"], "--critic_lr", "must be > 0"),
+    (["--value_clip", "-0.2"], "--value_clip", "must be >= 0"),
+    (["--whiten_adv", "maybe"], "--whiten_adv", "not a boolean"),
+    (["--rl", "ppo", "--dynamic_sampling", "true"], "--dynamic_sampling", "with --rl ppo it must be false"),
+    (["--rl", "ppo", "--supervision", "process"], "--supervision", "with --rl ppo the allowed value is outcome")])
+def test_bad_ppo_flags_are_errors_that_name_the_flag_and_the_allowed_values(argv, flag, words, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_config(argv)
+    err = capsys.readouterr().err
+    assert flag in err and words in err
+
+
+def test_ppo_flags_parse_and_grpo_only_flags_pass_with_grpo():
+    cfg = train.parse_config(["--rl", "ppo", "--gamma", "0.99", "--lam", "0.95", "--whiten_adv", "false",
+                              "--value_clip", "0", "--critic_lr", "1e-3"])
+    assert (cfg.gamma, cfg.lam, cfg.whiten_adv, cfg.value_clip, cfg.critic_lr) == (0.99, 0.95, False, 0.0, 1e-3)
+    assert train.parse_config(["--rl", "grpo", "--dynamic_sampling", "true"]).dynamic_sampling
+
+
+PPO_FIELDS = ("reward", "accuracy", "reward_std", "zero_std_frac", "length", "truncated_frac", "kl", "kl_k1",
+              "clip_frac", "ratio_mean", "entropy", "grad_norm", "loss", "objective", "value_loss", "value_mean",
+              "return_mean", "return_std", "critic_grad_norm", "rollout_tok_s")
+TIME_SPLIT = ("rollout_s", "reward_s", "logprob_s", "adv_s", "critic_s", "update_s")
+
+
+def test_smoke_pipeline_with_ppo_logs_every_field_the_time_split_and_the_memory(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    result = train.main(["--preset", "smoke", "--rl", "ppo", "--out_dir", out, "--mu", "2", "--minibatches", "2"])
+    assert set(os.listdir(os.path.join(out, "ppo"))) >= {"model.safetensors", "tokenizer.json", "critic"}
+    critic, meta = load_critic(os.path.join(out, "ppo", "critic"))
+    assert meta["stage"] == "ppo_critic" and meta["step"] == 4
+    records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
+    steps = [r for r in records if r["stage"] == "ppo" and "reward" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4]
+    for r in steps:
+        for key in PPO_FIELDS + TIME_SPLIT + ("step_s",):
+            assert math.isfinite(r[key]), key
+        assert sum(r[k] for k in TIME_SPLIT) <= r["step_s"] + 0.02  # the parts are disjoint pieces of the step
+        # explained variance is NaN only when every return is equal (grpo.py choice 15)
+        assert math.isfinite(r["explained_var"]) or r["return_std"] == 0
+    assert any(math.isfinite(r["explained_var"]) for r in steps)
+    evals = [r for r in records if r["stage"] == "ppo" and "eval_pass_at_1" in r]
+    assert [r["step"] for r in evals] == [0, 2, 4]
+    # the models held in memory: policy, reference and critic (the policy's size + a value head), a rule reward
+    models = {r["model"]: r["params"] for r in result["models"]}
+    n = models["policy"]
+    assert models == {"policy": n, "reference": n, "critic": n + 32 + 1, "reward": 0}
+    assert [r for r in records if r.get("models") == result["models"]]  # logged when the stage starts, and at the end
+    memory = result["memory"]
+    for key in ("rss_before_mib", "peak_rss_before_mib", "peak_rss_mib"):
+        assert math.isfinite(memory[key]) and memory[key] > 100, key  # Python and torch alone take ~230 MiB
+    # the stage's own peak (or the process's) is at least the RSS it began with, to within the rounding to 0.1 MiB
+    assert memory["rss_increase_mib"] == pytest.approx(memory["peak_rss_mib"] - memory["rss_before_mib"], abs=0.11)
+    assert memory["rss_increase_mib"] >= -0.2 and memory["peak_rss_reset"] in (True, False)
+    assert records[-1]["stage"] == "final" and records[-1]["memory"] == memory and "ppo" in records[-1]
+    printed = capsys.readouterr().out
+    assert "|    SFT |    PPO |  change |" in printed
+    assert "ppo    4 |" in printed and "vloss" in printed and "| critic    |" in printed
