@@ -2,6 +2,7 @@
 
     python bench.py sampling      # KV-cached batched sampling vs recomputing the whole prefix each step
     python bench.py grpo          # seconds per GRPO step, where they go, and rollout tokens/s by batch size
+    python bench.py ppo           # seconds per step of GRPO and of PPO side by side, and the models each holds
 
 Each benchmark runs the compared variants side by side in one process, on the same inputs, and
 reports medians over repeats, so a noisy machine shifts both numbers alike.
@@ -74,6 +75,42 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
     return 2 * n ** 3 / timed(lambda: a @ b, repeats) / 1e9
 
 
+def rl_stepper(algo: str, args, problems, tok):
+    """(RLModels, step): a freshly initialised model of args' size (the same weights for every algo) and a
+    function that runs one real RL step of `algo` as train.py does (train.collect_rollouts, then
+    train.rl_update) and returns where its seconds went."""
+    cfg = train.TrainConfig(rl=algo, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+                            prompts_per_step=args.prompts, group_size=args.group, max_new_tokens=args.max_new_tokens,
+                            kl_coef=args.kl_coef, overlong_cache=min(16, args.max_new_tokens))
+    mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
+                       max_seq_len=64 + cfg.max_new_tokens)
+    torch.manual_seed(0)
+    models = train.make_rl_models(Transformer(mcfg), cfg)
+    rng, gen = random.Random(0), torch.Generator().manual_seed(0)
+
+    def step() -> dict:
+        timer, t = {}, time.perf_counter()
+        roll, _ = train.collect_rollouts(models.policy, tok, problems, cfg, rng, gen, timer)
+        stats = train.rl_update(models, roll, tok, cfg, "cpu", gen)
+        return dict(step=time.perf_counter() - t, rollout=timer["rollout"], reward=timer["reward"],
+                    advantages=stats["adv_s"], logprobs=stats["logprob_s"], critic=stats.get("critic_s", 0.0),
+                    update=stats["update_s"], tokens=timer["tokens"], roll=roll)
+    return models, step
+
+
+def bench_problems():
+    problems, _ = tasks.make_splits("arithmetic", 2000, 10, 0)
+    return problems, tasks.train_tokenizer(tasks.corpus_texts(problems, "compact"), 384)
+
+
+PHASES = ("rollout", "reward", "advantages", "logprobs", "critic", "update")
+
+
+def medians(rows: list[dict]) -> dict:
+    """Median of each timing over the steps after the first (a warm-up)."""
+    return {k: statistics.median(r[k] for r in rows[1:]) for k in ("step", "tokens") + PHASES}
+
+
 def bench_grpo(args):
     """Real GRPO steps (train.collect_rollouts, advantages, policy_update) on a freshly initialised model.
 
@@ -82,53 +119,31 @@ def bench_grpo(args):
     takes the reference's log-probs and a full forward and backward pass of the policy. Timings are medians
     over the steps after a warm-up step.
     """
-    torch.manual_seed(0)
-    problems, _ = tasks.make_splits("arithmetic", 2000, 10, 0)
-    tok = tasks.train_tokenizer(tasks.corpus_texts(problems, "compact"), 384)
-    cfg = train.TrainConfig(n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
-                            prompts_per_step=args.prompts, group_size=args.group, max_new_tokens=args.max_new_tokens,
-                            kl_coef=args.kl_coef, overlong_cache=min(16, args.max_new_tokens))
-    mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
-                       max_seq_len=64 + cfg.max_new_tokens)
-    policy = Transformer(mcfg)
-    ref = Transformer(mcfg).requires_grad_(False).eval()
-    ref.load_state_dict(policy.state_dict())
-    optimizer = train.make_optimizer(policy, cfg, cfg.rl_lr)
-    rng, gen = random.Random(0), torch.Generator().manual_seed(0)
-    rows = []
-    for _ in range(args.steps + 1):  # the first step warms up and is not counted
-        timer, t = {}, time.perf_counter()
-        roll, _ = train.collect_rollouts(policy, tok, problems, cfg, rng, gen, timer)
-        t_adv = time.perf_counter()
-        adv = train.advantages(roll, tok, cfg)
-        t_adv = time.perf_counter() - t_adv
-        stats = train.policy_update(policy, ref, optimizer, roll, adv, cfg, "cpu", gen)
-        rows.append(dict(step=time.perf_counter() - t, rollout=timer["rollout"], reward=timer["reward"] + t_adv,
-                         logprobs=stats["logprob_s"], update=stats["update_s"], tokens=timer["tokens"],
-                         shape=tuple(roll.ids.shape), prompts=roll.prompts, ids=roll.ids, mask=roll.mask))
-    rows = rows[1:]
-    med = {k: statistics.median(r[k] for r in rows) for k in ("step", "rollout", "reward", "logprobs", "update",
-                                                               "tokens")}
+    problems, tok = bench_problems()
+    models, step = rl_stepper("grpo", args, problems, tok)
+    policy, ref = models.policy, models.ref
+    rows = [step() for _ in range(args.steps + 1)]  # the first step warms up and is not counted
+    med = medians(rows)
     # the bare passes a step cannot avoid, on the last step's batch: a forward without grad (the reference),
     # and a forward + backward (the policy); an SGD-free loss so that nothing else is timed
-    last = rows[-1]
-    prompt_ids, prompt_valid = left_pad(last["prompts"], tasks.PAD_ID, "cpu")
+    last = rows[-1]["roll"]
+    prompt_ids, prompt_valid = left_pad(last.prompts, tasks.PAD_ID, "cpu")
 
     def forward():
         with torch.no_grad():
-            grpo.completion_logprobs(ref, prompt_ids, prompt_valid, last["ids"], last["mask"])
+            grpo.completion_logprobs(ref, prompt_ids, prompt_valid, last.ids, last.mask)
 
     def forward_backward():
         policy.zero_grad(set_to_none=True)
-        grpo.completion_logprobs(policy, prompt_ids, prompt_valid, last["ids"], last["mask"]).sum().backward()
+        grpo.completion_logprobs(policy, prompt_ids, prompt_valid, last.ids, last.mask).sum().backward()
 
     t_fwd, t_fb = timed(forward, 3), timed(forward_backward, 3)
     n = args.prompts * args.group
     print(f"model {policy.num_params():,} params (L{args.n_layer} H{args.n_head} D{args.n_embd}), {args.prompts} "
           f"prompts x G={args.group} = {n} completions of up to {args.max_new_tokens} tokens, beta={args.kl_coef}, "
-          f"{torch.get_num_threads()} threads; median of {args.steps} steps; completion batch {last['shape']}")
+          f"{torch.get_num_threads()} threads; median of {args.steps} steps; completion batch {tuple(last.ids.shape)}")
     print(f"GRPO step     : {med['step']:6.3f} s")
-    for k in ("rollout", "reward", "logprobs", "update"):
+    for k in ("rollout", "reward", "advantages", "logprobs", "update"):
         print(f"  {k:<11} : {med[k]:6.3f} s  {100 * med[k] / med['step']:5.1f}%")
     print(f"rollout       : {med['tokens'] / med['rollout']:8.0f} completion tokens/s")
     print(f"bare passes   : forward {t_fwd:.3f} s (the reference's log-probs: {med['logprobs']:.3f} s), "
@@ -145,7 +160,7 @@ def bench_grpo(args):
     per_step = {}
     for batch in args.batches:
         secs = timed(lambda: generate(policy, [prompt] * batch, args.max_new_tokens, eos_id=10 ** 9, pad_id=0,
-                                      temperature=1.0, generator=gen), 3)
+                                      temperature=1.0, generator=torch.Generator().manual_seed(0)), 3)
         tps = batch * args.max_new_tokens / secs
         per_step[batch] = secs / args.max_new_tokens
         print(f"{batch:6d} {secs:8.3f} {tps:9.0f} {tps * flops_per_token / 1e9:8.1f} "
@@ -157,6 +172,43 @@ def bench_grpo(args):
     for batch in (args.prompts * args.group, hi):
         print(f"decode step at batch {batch}: {1e3 * (a + b * batch):.2f} ms = {1e3 * a:.2f} ms fixed overhead + "
               f"{1e3 * b * batch:.2f} ms that grows with the batch ({100 * b * batch / (a + b * batch):.0f}%)")
+
+
+def bench_ppo(args):
+    """Real steps of GRPO and of PPO side by side (train.collect_rollouts, then train.rl_update, as train.py runs
+    them): the same model size and initial weights, the same questions and the same number of completions per
+    step. The steps alternate, GRPO then PPO, so that a drift in the machine's speed hits both alike; medians
+    over the steps after a warm-up step. Then the models each algorithm holds, with their parameters.
+    As in bench_grpo the untrained model rarely stops or scores, so GRPO's advantages are 0 and PPO's come
+    from its KL rewards alone, but both do all their work: the phases cost what they cost in training."""
+    problems, tok = bench_problems()
+    algos = ("grpo", "ppo")
+    steppers = {algo: rl_stepper(algo, args, problems, tok) for algo in algos}
+    rows = {algo: [] for algo in algos}
+    for _ in range(args.steps + 1):  # the first step of each warms up and is not counted
+        for algo in algos:
+            rows[algo].append(steppers[algo][1]())
+    med = {algo: medians(rows[algo]) for algo in algos}
+    policy, defaults = steppers["grpo"][0].policy, train.TrainConfig()
+    print(f"model {policy.num_params():,} params (L{args.n_layer} H{args.n_head} D{args.n_embd}), {args.prompts} "
+          f"prompts x G={args.group} = {args.prompts * args.group} completions of up to {args.max_new_tokens} tokens, "
+          f"beta={args.kl_coef}, mu={defaults.mu} x {defaults.minibatches} minibatch(es) per rollout, "
+          f"{torch.get_num_threads()} threads; median of {args.steps} steps each, alternating")
+    labels = {"rollout": "rollout (sampling)", "reward": "reward (decode, score)",
+              "advantages": "advantages (GRPO: group; PPO: rewards, GAE)",
+              "logprobs": "log-probs (pi_ref; PPO also pi_old)",
+              "critic": "critic (values at rollout; fwd + bwd + AdamW)", "update": "update (policy fwd + bwd + AdamW)"}
+    print(f"| {'seconds per step':<47} | {'GRPO':>15} | {'PPO':>15} |")
+    print(f"|{'-' * 49}|{'-' * 17}|{'-' * 17}|")
+    for k in PHASES:
+        cells = [f"{med[a][k]:6.3f} ({100 * med[a][k] / med[a]['step']:4.1f}%)" for a in algos]
+        print(f"| {labels[k]:<47} | {cells[0]:>15} | {cells[1]:>15} |")
+    print(f"| {'step':<47} | {med['grpo']['step']:15.3f} | {med['ppo']['step']:15.3f} |")
+    print(f"| {'completion tokens per step':<47} | {med['grpo']['tokens']:15.0f} | {med['ppo']['tokens']:15.0f} |")
+    print(f"PPO / GRPO seconds per step: {med['ppo']['step'] / med['grpo']['step']:.2f}x")
+    for algo in algos:
+        print(f"\nmodels held in memory for {algo.upper()}:")
+        print(train.format_model_table(train.model_table(steppers[algo][0])))
 
 
 def main(argv=None):
@@ -172,18 +224,24 @@ def main(argv=None):
     s.add_argument("--vocab", type=int, default=384)
     s.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     g = sub.add_parser("grpo", help="seconds per GRPO step, split by phase, and rollout tokens/s by batch")
-    g.add_argument("--n_layer", type=int, default=4)
-    g.add_argument("--n_head", type=int, default=4)
-    g.add_argument("--n_embd", type=int, default=128)
-    g.add_argument("--prompts", type=int, default=16, help="prompts per step (B)")
-    g.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
-    g.add_argument("--max_new_tokens", type=int, default=64)
-    g.add_argument("--kl_coef", type=float, default=0.04, help="beta; 0 skips the reference's forward pass")
-    g.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
+    o = sub.add_parser("ppo", help="seconds per step of GRPO and of PPO side by side, split by phase; their models")
+    for parser in (g, o):
+        parser.add_argument("--n_layer", type=int, default=4)
+        parser.add_argument("--n_head", type=int, default=4)
+        parser.add_argument("--n_embd", type=int, default=128)
+        parser.add_argument("--prompts", type=int, default=16, help="prompts per step (B)")
+        parser.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
+        parser.add_argument("--max_new_tokens", type=int, default=64)
+        parser.add_argument("--kl_coef", type=float, default=0.04, help="beta; 0 skips the reference's forward pass")
+        parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     g.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128, 256],
                    help="batch sizes of the tokens/s table")
+    for parser in (s, g, o):
+        parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     args = p.parse_args(argv)
-    {"sampling": bench_sampling, "grpo": bench_grpo}[args.bench](args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    {"sampling": bench_sampling, "grpo": bench_grpo, "ppo": bench_ppo}[args.bench](args)
 
 
 if __name__ == "__main__":

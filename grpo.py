@@ -1,7 +1,7 @@
 """The GRPO objective and its PPO baseline, one small pure function per equation.
 
 What this file implements (tensors in, tensors out: no model state, optimizer or globals, except that
-`completion_logprobs` runs the model it is given):
+`completion_logprobs` and `completion_values` run the model they are given):
 
     GRPO        "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models",
                 Shao et al. 2024, arXiv 2402.03300: §4.1 Eqs. 1-4 (objective, k3 KL), §4.1.2 outcome and
@@ -31,6 +31,7 @@ GRPO vs PPO: they share `policy_ratio`, `clipped_surrogate` and `aggregate`, and
     | advantage    | group statistics: (r_i - mean) / std over  | a critic V_psi and GAE over per-token        |
     | A_{i,t}      | the G samples of one prompt                | rewards: gae(ppo_token_rewards(..), values), |
     |              | (group_advantages, process_advantages)     | and value_loss to train the critic           |
+    |              |                                            | (completion_values, explained_variance)      |
     | KL to pi_ref | a loss term: - beta * k3 inside the token  | a shaped reward: - beta * log(pi / pi_ref)   |
     |              | average (grpo_objective)                   | on every token (ppo_token_rewards)           |
     | objective    | grpo_objective / grpo_loss                 | ppo_objective / ppo_loss                     |
@@ -74,6 +75,15 @@ Deliberate choices where the papers leave a point open ([NV] in EQUATIONS.md):
      it differs from the unclipped one, i.e. where the token's gradient is zero because of the clip.
  13. GAE: V(s_{T+1}) = 0 after each row's last token, values are detached, returns = advantages + values.
      The value loss is PPO2's clipped form 0.5 * max((V - R)^2, (V_clip - R)^2), token-averaged.
+     A row that hit max_new_tokens ends there too: it is scored as it stands, so its end is terminal.
+ 14. Critic alignment: V(s_t) for completion token t is the critic's output at position P-1+t of
+     [left-padded prompt | completion], the state (q, o_<t) before o_t is generated: exactly the position
+     whose logits give log pi(o_t), so a token's value, reward and log-prob line up (`at_completion_states`
+     serves both). Padding changes no value (tested), as for the log-probs.
+ 15. Explained variance is computed over the loss mask's tokens with the rollout-time values V_old (the
+     values GAE used, as cleanrl logs it), and is NaN when every return is equal: at the first step the
+     policy equals the reference, so the KL rewards are exactly 0, and with gamma = lambda = 1 every return
+     is then its completion's score.
 
 Run the tests: python -m pytest -q tests/test_grpo.py
 """
@@ -98,27 +108,49 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Log-probabilities and masks
+# 1. Log-probabilities, values and masks
 # ---------------------------------------------------------------------------------------------
-def completion_logprobs(model, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
-                        completion_mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """logp_{i,t} = log softmax(z_{i,t} / tau)[o_{i,t}]: log pi(o_{i,t} | q_i, o_{i,<t}) of every completion token.
+def at_completion_states(model, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
+                         completion_mask: torch.Tensor) -> torch.Tensor:
+    """model's output at the state s_t = (q, o_<t) before each completion token o_t   -> (N, T, ...), >= fp32.
 
-    One forward pass over [left-padded prompt (N, P) | completion (N, T)]; returns (N, T), 0 where
-    completion_mask is False. With grad: wrap the call in torch.no_grad() for pi_old and pi_ref.
-    The model's `valid` is cat(prompt_valid, completion_mask): left pads are invisible keys and positions
-    skip them (model.py choice 1). Completion pads come after the EOS, so under causal attention no real
-    token ever sees them; marking them invalid only keeps them out of the positions. Pass the rollout's
-    mask here, and apply overlong filtering (`completion_mask`) to the loss only.
+    One forward pass over [left-padded prompt (N, P) | completion (N, T)], read at positions P-1+t,
+    t = 0..T-1: the position of the last token of s_t, whose output predicts o_t (logits) or scores s_t
+    (values). The model's `valid` is cat(prompt_valid, completion_mask): left pads are invisible keys and
+    positions skip them (model.py choice 1). Completion pads come after the EOS, so under causal attention
+    no real token ever sees them; marking them invalid only keeps them out of the positions.
     """
     P = prompt_ids.size(1)
     ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (N, P+T)
     valid = torch.cat([prompt_valid, completion_mask], dim=1)  # (N, P+T)
-    logits = model(ids, valid=valid)[:, P - 1:-1]  # (N, T, V): position P-1+t predicts completion token t
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # softmax in >= fp32
+    out = model(ids, valid=valid)[:, P - 1:-1]  # (N, T, ...): position P-1+t is the state before token t
+    return out.to(torch.promote_types(out.dtype, torch.float32))  # losses in >= fp32
+
+
+def completion_logprobs(model, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
+                        completion_mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """logp_{i,t} = log softmax(z_{i,t} / tau)[o_{i,t}]: log pi(o_{i,t} | q_i, o_{i,<t}) of every completion token.
+
+    One forward pass (`at_completion_states`); returns (N, T), 0 where completion_mask is False. With grad:
+    wrap the call in torch.no_grad() for pi_old and pi_ref. Pass the rollout's mask here, and apply
+    overlong filtering (`completion_mask`) to the loss only.
+    """
+    logits = at_completion_states(model, prompt_ids, prompt_valid, completion_ids, completion_mask)  # (N, T, V)
     logp_all = F.log_softmax(logits / temperature, dim=-1)  # (N, T, V)
     logp = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1)  # (N, T) log pi(o_{i,t})
     return logp.masked_fill(~completion_mask, 0.0)
+
+
+def completion_values(critic, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
+                      completion_mask: torch.Tensor) -> torch.Tensor:
+    """V_{i,t} = V_psi(q_i, o_{i,<t}): the critic's value of the state before each completion token   -> (N, T)
+
+    The value PPO's GAE needs at step t (DAPO Eq. 3: delta_t = r_t + gamma V(s_{t+1}) - V(s_t)), read at the
+    very position whose logits give log pi(o_t) (`at_completion_states`, choice 14); 0 where completion_mask
+    is False. With grad for the critic's update; under torch.no_grad() for the rollout's values.
+    """
+    values = at_completion_states(critic, prompt_ids, prompt_valid, completion_ids, completion_mask)  # (N, T)
+    return values.masked_fill(~completion_mask, 0.0)
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -343,7 +375,9 @@ def ppo_objective(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
     ratio = policy_ratio(logp, old_logp)  # rho_t
     per_token = clipped_surrogate(ratio, adv, clip_eps_low, clip_eps_high)  # min(rho A, clip(rho) A)
     objective = aggregate(per_token, mask, agg, max_len)  # J_PPO
-    return objective, _stats(ratio, adv, mask, clip_eps_low, clip_eps_high)
+    stats = _stats(ratio, adv, mask, clip_eps_low, clip_eps_high)
+    stats["objective"] = objective.item()
+    return objective, stats
 
 
 def ppo_loss(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor,
@@ -400,6 +434,18 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
         v_clip = old_values + (values - old_values).clamp(-clip_eps, clip_eps)  # V_clip
         loss = torch.maximum(loss, (v_clip - returns) ** 2)  # the pessimistic of the two
     return 0.5 * aggregate(loss, mask, agg)
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """EV = 1 - Var(R - V) / Var(R) over the masked tokens (population variances)   (choice 15)
+
+    How much of the returns' spread the critic predicts: 1 for V = R, 0 for a constant V equal to mean(R),
+    negative when V is worse than that constant. NaN when Var(R) = 0 (every return equal: nothing to explain).
+    A diagnostic of PPO implementations (OpenAI baselines, cleanrl), no paper equation.
+    """
+    var = lambda x: masked_mean((x - masked_mean(x, mask)) ** 2, mask)  # population variance over the mask
+    var_r = var(returns).item()
+    return float("nan") if var_r == 0 else 1.0 - var(returns - values).item() / var_r
 
 
 def whiten(adv: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

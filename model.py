@@ -10,6 +10,9 @@ What is here, top to bottom:
      row was truncated (GRPO needs all three), plus the log-prob of every sampled token.
   4. `save_checkpoint` / `load_checkpoint`: safetensors weights with the config as JSON metadata,
      the tokenizer's `tokenizer.json` beside them. Nothing is pickled, so loading never runs code.
+     `load_critic` reads a `Critic` saved the same way.
+  5. `Critic`: PPO's value model, the same Transformer as a trunk (`Transformer.hidden`, the final-normed
+     hidden state before the LM head) plus a linear value head.
 
 Shape letters used in comments: B batch rows, T tokens, H heads, D model width, Dh = D / H head
 width, V vocabulary size.
@@ -26,6 +29,16 @@ Deliberate choices:
      so its parameter count matches a 4*D GELU MLP.
   4. `F.scaled_dot_product_attention` is the fast path (`attn_impl="sdpa"`); the hand-written
      `attention()` is the reference, and tests/test_model.py proves the two agree to 1e-5 in fp32.
+  5. The critic is a separate Transformer of the policy's size (no weights shared with the policy), its trunk
+     copied from the model RL starts from (the SFT checkpoint), as InstructGPT and DeepSeekMath's PPO do (they
+     copy a reward model or the policy; with rule-based rewards there is no reward model, so the policy).
+     Its value head starts at ZERO (weight and bias), so V = 0 in every state at the start: the first
+     advantages are then the plain returns, not returns minus a baseline of random noise (a head drawn
+     like the other layers, std 0.02 on a hidden state of norm ~sqrt(D), would give values that differ
+     from state to state by about 0.2 and mean nothing). The trunk gets no gradient in the first update
+     (dV/dh = w = 0) but the head does, so from the second update on both learn. The price: the head
+     must climb from 0 to the returns' scale, which takes a larger learning rate than the policy's
+     (train.py choice 12, --critic_lr).
 """
 
 from __future__ import annotations
@@ -234,7 +247,11 @@ class Transformer(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx, valid=None, positions=None, cache: KVCache | None = None):
-        """Logits (B, T, V) for tokens idx (B, T).
+        """Logits (B, T, V) for tokens idx (B, T): the tied LM head on `hidden`. Arguments as `hidden`."""
+        return F.linear(self.hidden(idx, valid, positions, cache), self.tok_emb.weight)  # tied LM head: (B, T, V)
+
+    def hidden(self, idx, valid=None, positions=None, cache: KVCache | None = None):
+        """The final-normed hidden states (B, T, D) for tokens idx (B, T), the LM head's input (a critic reads them).
 
         valid: (B, Tk) bool, which keys are real tokens (Tk = cached + T); None means all.
         positions: (B, T) RoPE positions of idx; None means derive them from `valid`.
@@ -255,7 +272,39 @@ class Transformer(nn.Module):
             x = block(x, cos, sin, mask, cache, layer)
         if cache is not None:
             cache.length += T
-        return F.linear(self.norm(x), self.tok_emb.weight)  # tied LM head: (B, T, V)
+        return self.norm(x)  # (B, T, D)
+
+
+class Critic(nn.Module):
+    """V_psi(s_t): PPO's value model, a Transformer of the policy's size with a scalar value head (choice 5).
+
+    value(s) = w . h(s) + b, where h(s) is the trunk's final-normed hidden state (`Transformer.hidden`) at the
+    last token of s. The trunk's tied embedding only embeds here: the LM head is never used.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg  # save_checkpoint stores it, as for the policy
+        self.trunk = Transformer(cfg)
+        self.value_head = nn.Linear(cfg.n_embd, 1)
+        nn.init.zeros_(self.value_head.weight)  # choice 5: V = 0 everywhere at the start
+        nn.init.zeros_(self.value_head.bias)
+
+    @classmethod
+    def from_policy(cls, policy: Transformer) -> "Critic":
+        """A critic whose trunk is a copy of the policy's weights (InstructGPT, DeepSeekMath: the value model
+        starts from the model RL starts from), on the policy's device and in its dtype; a zero value head."""
+        weight = policy.tok_emb.weight
+        critic = cls(policy.cfg).to(device=weight.device, dtype=weight.dtype)
+        critic.trunk.load_state_dict(policy.state_dict())
+        return critic
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx, valid=None):
+        """Values (B, T): V at every position of idx (B, T), i.e. of the state ending with that token."""
+        return self.value_head(self.trunk.hidden(idx, valid)).squeeze(-1)  # (B, T, 1) -> (B, T)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -385,13 +434,17 @@ def read_checkpoint(directory: str) -> tuple[dict, dict[str, torch.Tensor]]:
     return meta, tensors
 
 
-def load_checkpoint(directory: str, device="cpu", attn_impl: str | None = None) -> tuple[Transformer, dict]:
-    """Rebuild the model from directory/model.safetensors; returns (model in eval mode, metadata)."""
+def load_checkpoint(directory: str, device="cpu", attn_impl: str | None = None,
+                    kind: type = Transformer) -> tuple[Transformer, dict]:
+    """Rebuild the model from directory/model.safetensors; returns (model in eval mode, metadata).
+
+    kind: the class to rebuild, Transformer or Critic (`load_critic`).
+    """
     meta, tensors = read_checkpoint(directory)
     cfg = ModelConfig.from_dict(meta["model_config"])
     if attn_impl is not None:
         cfg.attn_impl = attn_impl
-    model = Transformer(cfg)
+    model = kind(cfg)
     expected = model.state_dict()
     missing, unexpected = set(expected) - set(tensors), set(tensors) - set(expected)
     if missing or unexpected:
@@ -403,3 +456,8 @@ def load_checkpoint(directory: str, device="cpu", attn_impl: str | None = None) 
                              f"the config needs {tuple(expected[name].shape)}")
     model.load_state_dict(tensors)
     return model.to(device).eval(), meta
+
+
+def load_critic(directory: str, device="cpu") -> tuple[Critic, dict]:
+    """A Critic saved by save_checkpoint (train.py writes one beside a PPO policy); (critic in eval mode, metadata)."""
+    return load_checkpoint(directory, device, kind=Critic)

@@ -4,7 +4,7 @@
     python sample.py runs/default --n 500                  # greedy pass@1 on 500 held-out problems
     python sample.py runs/default --question "What is 12*3+4?" --temperature 0.7 --samples 4
 
-Give a run directory (runs/default: its grpo/ checkpoint if there is one, else sft/) or a checkpoint
+Give a run directory (runs/default: its grpo/ or ppo/ checkpoint if there is one, else sft/) or a checkpoint
 directory (runs/default/sft). A checkpoint directory holds model.safetensors (the training config is in its metadata) and
 tokenizer.json. The held-out problems are rebuilt from that config, so `--n` scores exactly the test
 split the model never trained on.
@@ -78,10 +78,11 @@ def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:
 
 
 def checkpoint_dir(path: str) -> str:
-    """A checkpoint directory as given, or, for a run directory (runs/NAME), its latest stage: grpo/, else sft/."""
+    """A checkpoint directory as given, or, for a run directory (runs/NAME), its latest stage: grpo/ or ppo/,
+    else sft/."""
     if os.path.isfile(os.path.join(path, WEIGHTS_FILE)):
         return path
-    for stage in ("grpo", "sft"):
+    for stage in ("grpo", "ppo", "sft"):
         if os.path.isfile(os.path.join(path, stage, WEIGHTS_FILE)):
             return os.path.join(path, stage)
     return path  # load_checkpoint names what is missing
@@ -90,7 +91,8 @@ def checkpoint_dir(path: str) -> str:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="checkpoint directory (holds model.safetensors and tokenizer.json), or a run "
-                                      "directory such as runs/default, whose grpo/ or else sft/ checkpoint is used")
+                                      "directory such as runs/default, whose grpo/ or ppo/, else sft/ checkpoint "
+                                      "is used")
     p.add_argument("--question", help="a question to answer")
     p.add_argument("--n", type=int, default=0, help="score greedy pass@1 on this many held-out problems")
     p.add_argument("--temperature", type=float, default=0.0, help="0 for greedy decoding")

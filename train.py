@@ -1,23 +1,28 @@
-"""Train a tiny reasoning model: tokenizer -> cold-start SFT -> GRPO -> evaluation.
+"""Train a tiny reasoning model: tokenizer -> cold-start SFT -> GRPO (or its PPO baseline) -> evaluation.
 
 Stage 1 of the DeepSeek-R1 pipeline (arXiv 2501.12948, section 2.3.1, "cold start") is supervised
 fine-tuning on worked solutions written in the R1 template, `<think> steps </think> <answer> N </answer>`.
 R1 fine-tunes a pretrained base model on thousands of long chains of thought; we train a tiny model
 from scratch on generated problems, so this stage is also its pre-training. Stage 2 ("reasoning-oriented
-RL") is GRPO with rule-based rewards, DeepSeekMath's Algorithm 1 (arXiv 2402.03300, §4.1.4).
+RL") is GRPO with rule-based rewards, DeepSeekMath's Algorithm 1 (arXiv 2402.03300, §4.1.4); `--rl ppo`
+replaces it by PPO with a critic (DeepSeekMath Eqs. 1-2), the baseline GRPO was designed to improve on.
 
     python train.py                      # the default CPU pipeline: SFT only (arithmetic, <= 10 minutes on 2 cores)
     python train.py --preset grpo        # a shorter SFT, then GRPO, then the SFT-vs-GRPO table
     python train.py --preset smoke       # SFT then GRPO in well under a minute (used by the tests)
+    python train.py --preset grpo --rl ppo --out_dir runs/ppo   # the same, with PPO in place of GRPO
     python train.py --preset word        # GSM8K-style word problems, a larger model meant for a GPU
     python train.py --help               # every option, with its help line
 
 `sft()`: batch -> forward -> loss on completion tokens only -> backward -> clip -> AdamW step -> log;
 every `eval_every` steps a held-out greedy pass@1 and a checkpoint.
-`run_grpo()`, one step: sample B training questions -> G completions each in one KV-cache generate() call
-(`sample_groups`) -> rule-based rewards -> group-relative advantages (`advantages`) -> mu epochs of
-minibatch updates of the clipped, KL-penalised GRPO objective (`policy_update`, grpo.py's equations) ->
-one log line and a metrics record; the reference model is reset per outer iteration (`reset_reference`),
+`run_rl()`, one step: sample B training questions -> G completions each in one KV-cache generate() call
+(`sample_groups`) -> rule-based rewards -> `rl_update`, the only part where the algorithms differ:
+  GRPO: group-relative advantages (`advantages`) -> mu epochs of minibatch updates of the clipped,
+        KL-penalised GRPO objective (`policy_update`, grpo.py's equations);
+  PPO:  per-token rewards with the KL penalty in them -> the critic's values -> GAE -> mu epochs of minibatch
+        updates of the clipped PPO objective and of the critic's value loss (`ppo_update`);
+-> one log line and a metrics record; the reference model is reset per outer iteration (`reset_reference`),
 and every `rl_eval_every` steps greedy pass@1 and sampled pass@k are measured and a checkpoint written.
 
 Deliberate choices:
@@ -35,6 +40,38 @@ Deliberate choices:
      rollouts sample at `temperature`, and every log-prob (policy, pi_old, reference) is taken at it.
   7. The reported "entropy" is the mean of -log pi over the sampled tokens, an unbiased estimate of the
      per-token entropy of the sampling distribution that costs nothing extra.
+
+PPO (`--rl ppo`), the baseline (DeepSeekMath §4.1 Eqs. 1-2; the papers leave the rest open, [NV] in EQUATIONS.md):
+  8. A fair comparison: PPO runs in GRPO's loop (`run_rl`) from the same SFT model, on the same questions
+     each step (the same seeded draw) and the same B x G completions per step (`collect_rollouts`), scored by
+     the same `rewards.total_reward`; it ignores the groups. The same evaluation, reference resets, time
+     budget and checkpoints (`out_dir/ppo/`, the critic in `out_dir/ppo/critic/`).
+  9. The KL is a reward, not a loss term (Eq. 2): r_t = score on the last token - beta k1(pi_old, pi_ref) on
+     every token (grpo.py choice 6). The logged "kl" is k3 of pi_old against pi_ref over the rollout's
+     tokens, the estimator GRPO logs (with one update per rollout both measure the same thing); "kl_k1" is
+     the mean k1 the reward charges.
+ 10. gamma = 1 and lambda = 1 by default. The only reward besides the KL is the score at the end, so there is
+     nothing to discount over a short completion, and DeepSeek-R1 (revised, App. A.3) found PPO with
+     lambda = 1.0 close to GRPO and with 0.95 considerably worse (EQUATIONS.md §1). With gamma = lambda = 1,
+     A_t = (sum of the rewards from t on) - V(s_t): REINFORCE with a learned per-token baseline (tested).
+ 11. Advantages are whitened over all loss tokens of the batch (`--whiten_adv true`, as PPO implementations
+     for language models do), after GAE; the critic's targets, the returns, use the raw advantages.
+ 12. The critic (model.py `Critic`, choice 5 there) is a separate Transformer of the policy's size with its
+     own AdamW, the same warm-up and gradient clipping, on PPO2's clipped value loss (`--value_clip` around
+     the rollout-time values; token mean). Each minibatch steps the policy, then the critic. With separate
+     networks and optimizers `--vf_coef` only scales the critic's gradient: AdamW undoes a constant scale (up
+     to its eps), so it acts only through the gradient clip. Default 1.
+     `--critic_lr 1e-3`, not the policy's 3e-5, measured (2-core CPU, 2026-11-23; from a 250-step SFT model,
+     B = 16 x G = 8, mean return ~0.95): the zero value head has to climb to the mean return, and AdamW
+     moves each weight by about lr per step. With 3e-5 the mean value was 0.026 after 20 steps (value loss
+     0.48 -> 0.46): a critic that stays a zero baseline for a whole CPU run. With 3e-4 it was 0.45 after 17
+     steps; with 1e-3 it reached the mean return by steps 11-15 (value loss 0.45 -> 0.03, about half the
+     returns' variance). Its explained variance was still ~0 at step 24: in that time the critic learns
+     the mean, not yet which states do better.
+ 13. PPO refuses `--dynamic_sampling` (a GRPO filter: a group of equal rewards has zero group-relative
+     advantage, yet PPO learns from it) and `--supervision process`; `--adv_scale` is GRPO's and PPO ignores it.
+ 14. Memory (`model_table`, `memory_baseline`, `memory_record`): the models each algorithm holds with their
+     parameters are printed when the RL stage starts; the RSS before it and the peak after it are recorded.
 """
 
 from __future__ import annotations
@@ -56,8 +93,13 @@ from tqdm import tqdm
 import grpo
 import rewards
 import tasks
-from model import ModelConfig, Transformer, generate, left_pad, load_checkpoint, save_checkpoint
+from model import Critic, ModelConfig, Transformer, generate, left_pad, load_checkpoint, save_checkpoint
 from sample import complete, decode_completions, greedy_pass_at_1
+
+try:
+    import resource  # peak memory (getrusage); Unix only
+except ImportError:
+    resource = None
 
 
 def opt(default, help: str):
@@ -104,8 +146,8 @@ class TrainConfig:
     eval_n: int = opt(200, "held-out problems in a periodic evaluation (the final one uses all n_test)")
     max_new_tokens: int = opt(96, "generation budget, at evaluation and in GRPO rollouts")
     # stage 2: GRPO (DeepSeekMath Algorithm 1, DeepSeek-R1 stage 2)
-    rl: str = opt("none", "RL stage after SFT: 'grpo', or 'none' for SFT only (the default until GRPO's lift "
-                  "on the default task is measured; --preset grpo runs SFT then GRPO)")
+    rl: str = opt("none", "RL stage after SFT: 'grpo', 'ppo' (the baseline), or 'none' for SFT only (the default "
+                  "until GRPO's lift on the default task is measured; --preset grpo runs SFT then GRPO)")
     init_from: str = opt("", "skip SFT and start RL from this checkpoint directory (e.g. runs/default/sft)")
     rl_steps: int = opt(400, "GRPO steps; each samples prompts_per_step x group_size completions")
     rl_minutes: float = opt(0.0, "wall-clock budget of GRPO in minutes, 0 for none")
@@ -143,6 +185,19 @@ class TrainConfig:
     pass_k: int = opt(8, "k of sampled pass@k: k samples per problem at eval_temperature (1: skip)")
     eval_temperature: float = opt(0.6, "sampling temperature of pass@k (R1's evaluation: 0.6, top-p 0.95)")
     eval_top_p: float = opt(0.95, "top-p of pass@k sampling")
+    # stage 2 with --rl ppo: PPO with a critic (DeepSeekMath Eqs. 1-2, GAE as DAPO Eqs. 2-3); the GRPO flags
+    # above that are not about groups (rl_lr, kl_coef, clip, mu, minibatches, agg, ...) apply to it too
+    gamma: float = opt(1.0, "PPO: discount of GAE (1: none; the score comes once, at the end)")
+    lam: float = opt(1.0, "PPO: lambda of GAE; R1 (App. A.3) found lambda 1.0 close to GRPO and 0.95 "
+                     "considerably worse")
+    vf_coef: float = opt(1.0, "PPO: weight of the value loss; the critic has its own AdamW, so this only "
+                         "scales its gradient before the clip")
+    value_clip: float = opt(0.2, "PPO: clip the critic's value to +-this around its rollout-time value in "
+                            "the value loss (PPO2); 0: off")
+    critic_lr: float = opt(1e-3, "PPO: the critic's learning rate (same warm-up as rl_lr); not rl_lr: at 3e-5 the "
+                           "zero value head needed hundreds of steps to reach the mean return (train.py choice 12)")
+    whiten_adv: bool = opt(True, "PPO: normalise the advantages to mean 0, std 1 over the batch's tokens "
+                           "(PPO's counterpart of GRPO's --adv_scale, which PPO ignores)")
 
 
 PRESETS = {
@@ -190,7 +245,7 @@ parse_bool.__name__ = "bool"  # argparse names the type in its error messages
 
 def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
     allowed = {"task": ("arithmetic", "word", "gsm8k"), "device": ("auto", "cpu", "cuda"),
-               "template": tuple(tasks.TEMPLATES), "rl": ("grpo", "none"), "adv_scale": grpo.SCALES,
+               "template": tuple(tasks.TEMPLATES), "rl": ("grpo", "ppo", "none"), "adv_scale": grpo.SCALES,
                "agg": grpo.AGGREGATIONS, "supervision": ("outcome", "process"), "std_ddof": (0, 1)}
     for name, values in allowed.items():
         if getattr(cfg, name) not in values:
@@ -223,6 +278,24 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
                      "(L_cache is the last part of the generation budget L_max)")
     if cfg.init_from and not os.path.isdir(cfg.init_from):
         parser.error(f"--init_from {cfg.init_from}: no such checkpoint directory")
+    check_ppo_config(cfg, parser)
+
+
+def check_ppo_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
+    """The PPO flags' ranges, and the GRPO-only flags PPO refuses (train.py choice 13)."""
+    for name in ("gamma", "lam"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            parser.error(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
+    for name in ("vf_coef", "critic_lr"):
+        if getattr(cfg, name) <= 0:
+            parser.error(f"--{name} must be > 0, got {getattr(cfg, name)}")
+    if cfg.value_clip < 0:
+        parser.error(f"--value_clip must be >= 0 (0: off), got {cfg.value_clip}")
+    if cfg.rl == "ppo" and cfg.dynamic_sampling:
+        parser.error("--dynamic_sampling true is GRPO's filter (a group of equal rewards has no group-relative "
+                     "advantage); with --rl ppo it must be false")
+    if cfg.rl == "ppo" and cfg.supervision != "outcome":
+        parser.error(f"--supervision {cfg.supervision!r} is GRPO's; with --rl ppo the allowed value is outcome")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,52 +601,282 @@ def advantages(roll: Rollouts, tok, cfg: TrainConfig) -> torch.Tensor:
     return torch.cat(out) * roll.mask  # (N, T)
 
 
-def policy_update(policy, ref, optimizer, roll: Rollouts, adv: torch.Tensor, cfg: TrainConfig, device: str,
-                  generator) -> dict:
-    """mu epochs over the rollout in `minibatches` minibatches, one AdamW step each, maximising J_GRPO.
+@dataclass
+class RLModels:
+    """What the RL stage holds besides its data: the policy and its AdamW, the frozen reference pi_ref, and with
+    PPO the critic V_psi and its AdamW. The reward is rule-based (rewards.py), so it is no model."""
+    policy: Transformer
+    ref: Transformer
+    optimizer: torch.optim.Optimizer
+    critic: Critic | None = None
+    critic_optimizer: torch.optim.Optimizer | None = None
 
-    pi_old is the policy that sampled (choice 10 of grpo.py): its log-probs are recomputed under no_grad
-    before the first update, except with a single update per rollout (mu = 1, one minibatch, DeepSeekMath's
-    setting), where they equal the policy's own, detached, so the ratio is exactly 1 and the forward pass
-    is saved. Then only with mu > 1 or several minibatches does the clip act.
+
+def make_rl_models(policy, cfg: TrainConfig) -> RLModels:
+    """pi_ref starts as a frozen copy of the policy (the SFT model); PPO's critic as a copy of its weights with a
+    zero value head (model.py choice 5)."""
+    ref = copy.deepcopy(policy).requires_grad_(False).eval()
+    models = RLModels(policy, ref, make_optimizer(policy, cfg, cfg.rl_lr))
+    if cfg.rl == "ppo":
+        models.critic = Critic.from_policy(policy).train()
+        models.critic_optimizer = make_optimizer(models.critic, cfg, cfg.critic_lr)
+    return models
+
+
+@dataclass
+class Batch:
+    """A step's rollout on the device, with what every update of it reuses (computed once, without gradient)."""
+    prompt_ids: torch.Tensor  # (N, P) left-padded prompts
+    prompt_valid: torch.Tensor  # (N, P) bool
+    ids: torch.Tensor  # (N, T) completions
+    mask: torch.Tensor  # (N, T) bool, the rollout's mask: real completion tokens
+    loss_mask: torch.Tensor  # (N, T) bool, the losses' mask: without truncated rows under --overlong_filter
+    old_logp: torch.Tensor | None = None  # (N, T) log pi_old; None where it equals the policy's own, detached
+    ref_logp: torch.Tensor | None = None  # (N, T) log pi_ref; None with kl_coef = 0
+    logprob_s: float = 0.0  # seconds spent on old_logp and ref_logp
+
+    def logprobs(self, model, rows, temperature: float) -> torch.Tensor:
+        """log pi(o_t) of the completions in `rows` under `model`, (n, T) (grpo.completion_logprobs)."""
+        return grpo.completion_logprobs(model, self.prompt_ids[rows], self.prompt_valid[rows], self.ids[rows],
+                                        self.mask[rows], temperature)
+
+    def values(self, critic, rows) -> torch.Tensor:
+        """V(s_t) before each completion token in `rows`, (n, T) (grpo.completion_values)."""
+        return grpo.completion_values(critic, self.prompt_ids[rows], self.prompt_valid[rows], self.ids[rows],
+                                      self.mask[rows])
+
+
+def rollout_batch(policy, ref, roll: Rollouts, cfg: TrainConfig, device: str, need_old: bool) -> Batch:
+    """The rollout as a Batch, with pi_old's log-probs (if need_old) and pi_ref's (if kl_coef > 0) under no_grad.
+
+    pi_old is the policy that sampled (choice 10 of grpo.py): its log-probs are recomputed before any update.
     """
     prompt_ids, prompt_valid = left_pad(roll.prompts, tasks.PAD_ID, device)
     ids, mask = roll.ids.to(device), roll.mask.to(device)
-    loss_mask = grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter)
-    adv = adv.to(device)
-    N = ids.size(0)
-    single = cfg.mu == 1 and cfg.minibatches == 1
-    logp_of = lambda model, rows: grpo.completion_logprobs(model, prompt_ids[rows], prompt_valid[rows], ids[rows],
-                                                            mask[rows], cfg.temperature)
+    batch = Batch(prompt_ids, prompt_valid, ids, mask,
+                  grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter))
     t = time.time()
+    everything = slice(None)  # all N rows, without copying
     with torch.no_grad(), autocast(device):
-        everything = slice(None)  # all N rows, without copying
-        old_logp = None if single else logp_of(policy, everything)  # pi_old, stored before any update
-        ref_logp = logp_of(ref, everything) if cfg.kl_coef > 0 else None  # pi_ref, never with gradient
-    t_logprobs, t = time.time() - t, time.time()
-    logs = []
+        if need_old:
+            batch.old_logp = batch.logprobs(policy, everything, cfg.temperature)  # pi_old, before any update
+        if cfg.kl_coef > 0:
+            batch.ref_logp = batch.logprobs(ref, everything, cfg.temperature)  # pi_ref, never with gradient
+    batch.logprob_s = time.time() - t
+    return batch
+
+
+def optimizer_step(model, optimizer, loss: torch.Tensor, grad_clip: float) -> float:
+    """backward, clip the global gradient norm to grad_clip (0: no clip), one optimizer step; the norm before."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf")).item()
+    optimizer.step()
+    return norm
+
+
+def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainConfig, generator,
+                      critic_loss=None) -> dict:
+    """mu epochs over the rollout's N rows in `minibatches` random minibatches, and on each minibatch:
+
+        one AdamW step of the policy on policy_loss(logp, old_logp, rows) -> (loss, stats)
+        with PPO, then one AdamW step of the critic on vf_coef * critic_loss(values, rows)
+
+    Returns the mean of each statistic over the updates (the ratio's extremes: min and max) and the seconds
+    of the policy's updates (update_s) and of the critic's (critic_s).
+    """
+    device = batch.ids.device.type
+    N = batch.ids.size(0)
+    logs, seconds = [], {"update_s": 0.0, "critic_s": 0.0}
     for _ in range(cfg.mu):  # for GRPO iteration = 1..mu
-        order = torch.randperm(N, generator=generator).to(device)
+        order = torch.randperm(N, generator=generator).to(batch.ids.device)
         for rows in order.chunk(min(cfg.minibatches, N)):
+            t = time.time()
             with autocast(device):
-                logp = logp_of(policy, rows)  # log pi_theta, with gradient
-                old = logp.detach() if single else old_logp[rows]
-                loss, stats = grpo.grpo_loss(logp, old, None if ref_logp is None else ref_logp[rows], adv[rows],
-                                             loss_mask[rows], cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high,
-                                             cfg.agg, cfg.max_new_tokens)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(),
-                                                                 cfg.grad_clip or float("inf")).item()
-            optimizer.step()
+                logp = batch.logprobs(models.policy, rows, cfg.temperature)  # log pi_theta, with gradient
+                old = logp.detach() if batch.old_logp is None else batch.old_logp[rows]
+                loss, stats = policy_loss(logp, old, rows)
+            stats["grad_norm"] = optimizer_step(models.policy, models.optimizer, loss, cfg.grad_clip)
             stats["loss"] = loss.item()
-            stats["entropy"] = -grpo.masked_mean(old.float(), mask[rows]).item()  # E[-log pi], sampled tokens
+            stats["entropy"] = -grpo.masked_mean(old.float(), batch.mask[rows]).item()  # E[-log pi], sampled tokens
+            seconds["update_s"] += time.time() - t
+            if critic_loss is not None:
+                t = time.time()
+                with autocast(device):
+                    v_loss = critic_loss(batch.values(models.critic, rows), rows)  # L_V, with gradient
+                stats["critic_grad_norm"] = optimizer_step(models.critic, models.critic_optimizer,
+                                                           cfg.vf_coef * v_loss, cfg.grad_clip)
+                stats["value_loss"] = v_loss.item()
+                seconds["critic_s"] += time.time() - t
             logs.append(stats)
     # mean over the updates, except the extremes of the ratio
     out = {k: sum(d[k] for d in logs) / len(logs) for k in logs[0] if k not in ("ratio_min", "ratio_max")}
     out["ratio_min"] = min(d["ratio_min"] for d in logs)
     out["ratio_max"] = max(d["ratio_max"] for d in logs)
-    out["logprob_s"], out["update_s"] = round(t_logprobs, 3), round(time.time() - t, 3)
+    return {**out, **{k: round(v, 3) for k, v in seconds.items()}}
+
+
+def policy_update(policy, ref, optimizer, roll: Rollouts, adv: torch.Tensor, cfg: TrainConfig, device: str,
+                  generator) -> dict:
+    """GRPO's update: mu epochs over the rollout in `minibatches` minibatches, one AdamW step each, maximising
+    J_GRPO (grpo.grpo_loss: the clipped surrogate minus beta k3 inside the token average).
+
+    pi_old's log-probs are recomputed under no_grad before the first update, except with a single update per
+    rollout (mu = 1, one minibatch, DeepSeekMath's setting), where they equal the policy's own, detached, so
+    the ratio is exactly 1 and the forward pass is saved. Then only with mu > 1 or several minibatches does
+    the clip act.
+    """
+    single = cfg.mu == 1 and cfg.minibatches == 1
+    batch = rollout_batch(policy, ref, roll, cfg, device, need_old=not single)
+    adv = adv.to(device)
+    ref_logp = lambda rows: None if batch.ref_logp is None else batch.ref_logp[rows]
+    grpo_loss = lambda logp, old, rows: grpo.grpo_loss(logp, old, ref_logp(rows), adv[rows], batch.loss_mask[rows],
+                                                       cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,
+                                                       cfg.max_new_tokens)
+    out = minibatch_updates(RLModels(policy, ref, optimizer), batch, grpo_loss, cfg, generator)
+    del out["critic_s"]  # GRPO has no critic
+    return {**out, "logprob_s": round(batch.logprob_s, 3)}
+
+
+def ppo_update(models: RLModels, roll: Rollouts, cfg: TrainConfig, device: str, generator) -> dict:
+    """PPO's update, where GRPO has `advantages` and `policy_update` (DeepSeekMath Eqs. 1-2, GAE as DAPO Eqs. 2-3):
+
+        r_t = score(q, o) on the last token - beta (log pi_old(o_t) - log pi_ref(o_t))   Eq. 2, ppo_token_rewards
+        A_t = sum_l (gamma lam)^l delta_{t+l},  R_t = A_t + V_old(s_t)                   grpo.gae
+        A_t <- (A_t - mean A) / std A over the batch's tokens (--whiten_adv)            grpo.whiten
+        mu epochs x minibatches: the policy on -J_PPO (Eq. 1, grpo.ppo_loss), the critic on
+        vf_coef * L_V (grpo.value_loss, clipped around V_old)
+
+    V_old are the critic's values at rollout time, like pi_old. Logs the critic's value loss, the explained
+    variance of V_old, and the time split: log-probs, advantages (rewards, GAE), critic (its forward at
+    rollout time plus its forward, backward and AdamW steps), update (the policy's).
+    """
+    batch = rollout_batch(models.policy, models.ref, roll, cfg, device, need_old=True)  # Eq. 2 needs pi_old
+    t = time.time()
+    with torch.no_grad(), autocast(device):
+        old_values = batch.values(models.critic, slice(None))  # V_old(s_t), (N, T)
+    values_s, t = time.time() - t, time.time()
+    score = roll.rewards.flatten().to(device)  # (N,) the rule-based reward r_phi(q, o) of each completion
+    ref_logp = batch.old_logp if batch.ref_logp is None else batch.ref_logp  # kl_coef 0: no reference, k1 = 0
+    token_rewards = grpo.ppo_token_rewards(score, batch.old_logp, ref_logp, batch.mask, cfg.kl_coef)  # r_t
+    adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.lam)  # A_t, R_t = A_t + V_old
+    if cfg.whiten_adv:
+        adv = grpo.whiten(adv, batch.loss_mask)  # batch-level normalisation (choice 11)
+    adv_s = time.time() - t
+    ppo_loss = lambda logp, old, rows: grpo.ppo_loss(logp, old, adv[rows], batch.loss_mask[rows], cfg.clip_eps_low,
+                                                     cfg.clip_eps_high, cfg.agg, cfg.max_new_tokens)
+    value_loss = lambda values, rows: grpo.value_loss(values, old_values[rows], returns[rows], batch.loss_mask[rows],
+                                                      cfg.value_clip or None)
+    out = minibatch_updates(models, batch, ppo_loss, cfg, generator, value_loss)
+    mask = batch.loss_mask
+    kl = float("nan") if batch.ref_logp is None else grpo.masked_mean(
+        grpo.kl_k3(batch.old_logp, batch.ref_logp), mask).item()  # choice 9
+    returns_mean = grpo.masked_mean(returns, mask)
+    return {**out, "kl": kl, "kl_k1": grpo.masked_mean(grpo.kl_k1(batch.old_logp, ref_logp), mask).item(),
+            "explained_var": grpo.explained_variance(old_values, returns, mask),
+            "value_mean": grpo.masked_mean(old_values, mask).item(), "return_mean": returns_mean.item(),
+            "return_std": grpo.masked_mean((returns - returns_mean) ** 2, mask).sqrt().item(),
+            "logprob_s": round(batch.logprob_s, 3), "adv_s": round(adv_s, 3),
+            "critic_s": round(out["critic_s"] + values_s, 3)}
+
+
+def rl_update(models: RLModels, roll: Rollouts, tok, cfg: TrainConfig, device: str, generator) -> dict:
+    """Learn from one step's rollout: the only place where GRPO and PPO differ (grpo.py's table)."""
+    if cfg.rl == "ppo":  # a critic and GAE; the KL is in the reward
+        return ppo_update(models, roll, cfg, device, generator)
+    t = time.time()
+    adv = advantages(roll, tok, cfg)  # GRPO: group-relative advantages; the KL is in the loss
+    adv_s = round(time.time() - t, 3)
+    return {**policy_update(models.policy, models.ref, models.optimizer, roll, adv, cfg, device, generator),
+            "adv_s": adv_s}
+
+
+def model_table(models: RLModels) -> list[dict]:
+    """One row per model the RL stage holds, with its parameter count and the MiB its tensors take.
+
+    A trained model holds its weights, their gradients and AdamW's two moments (4 tensors of its size); a frozen
+    one only its weights. Activations, the sampler's KV cache and the Python + torch runtime are not counted:
+    `memory_record` measures the process.
+    """
+    rows = [("policy", "pi_theta, trained", models.policy, True), ("reference", "pi_ref, frozen", models.ref, False)]
+    if models.critic is not None:
+        rows.append(("critic", "V_psi, trained", models.critic, True))
+    out = []
+    for name, role, model, trained in rows:
+        n_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) * (4 if trained else 1)
+        out.append(dict(model=name, role=role, params=sum(p.numel() for p in model.parameters()),
+                        mib=round(n_bytes / 2 ** 20, 2)))
+    return out + [dict(model="reward", role="rule-based: rewards.py", params=0, mib=0.0)]
+
+
+def format_model_table(rows: list[dict]) -> str:
+    """The model_table as a Markdown table with a total row."""
+    lines = [f"| {'model':<9} | {'role':<22} | {'parameters':>10} | {'MiB (weights, grads, AdamW)':>27} |",
+             f"|{'-' * 11}|{'-' * 24}|{'-' * 12}|{'-' * 29}|"]
+    for r in rows + [dict(model="total", role="", params=sum(r["params"] for r in rows),
+                          mib=sum(r["mib"] for r in rows))]:
+        lines.append(f"| {r['model']:<9} | {r['role']:<22} | {r['params']:>10,} | {r['mib']:>27.2f} |")
+    return "\n".join(lines)
+
+
+def rss_mib() -> float:
+    """This process's resident memory now, in MiB (Linux: /proc/self/statm; NaN where that is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20, 1)
+    except (OSError, ValueError, AttributeError):
+        return float("nan")
+
+
+def peak_rss_mib() -> float:
+    """The process's peak resident memory so far, in MiB: getrusage's ru_maxrss (KiB on Linux, bytes on macOS)."""
+    if resource is None:  # Windows
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)
+
+
+def reset_peak_rss() -> bool:
+    """Lower the kernel's peak-RSS mark (VmHWM, which ru_maxrss reports) to the RSS now, so that the next
+    ru_maxrss is the peak since this call: Linux >= 4.0, /proc/self/clear_refs. False where that fails."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: reset the peak RSS; nothing else is cleared
+        return True
+    except OSError:
+        return False
+
+
+def memory_baseline(device: str) -> dict:
+    """Memory just before the RL stage creates its models (reference, critic, optimizers): the RSS now and the
+    process's peak so far (SFT's, when it ran here); then the peak marks are reset, RSS (reset_peak_rss) and
+    on CUDA torch's peak counter, so that memory_record's peaks are the RL stage's own."""
+    out = {"peak_rss_before_mib": peak_rss_mib(), "peak_rss_reset": reset_peak_rss(), "rss_before_mib": rss_mib()}
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        out["cuda_allocated_before_mib"] = round(torch.cuda.memory_allocated() / 2 ** 20, 1)
+    return out
+
+
+def memory_record(device: str, baseline: dict) -> dict:
+    """Peak memory of the RL stage, and what the stage added to the process.
+
+    The 0.84M-parameter default model is 3.2 MiB of fp32 weights, 13 MiB with gradients and AdamW's moments,
+    while importing Python, torch and tokenizers alone takes ~230 MiB of RSS (torch 2.13 CPU, Linux): the
+    process's peak RSS says little about the algorithm. So the RSS just before the stage's models are
+    created is recorded (memory_baseline), and rss_increase_mib = the stage's peak RSS - that RSS is the
+    stage's own cost (models, optimizer states, activations, the sampler's KV cache). peak_rss_mib is
+    getrusage's ru_maxrss after the stage: the stage's own peak where the mark could be reset
+    (peak_rss_reset), else the whole process's, and then the increase is an upper bound. And a lower bound
+    when SFT ran in the same process: memory SFT freed may still be mapped (the allocator keeps it) and RL
+    reuse it; start RL with --init_from for a clean figure. On CUDA: torch.cuda.max_memory_allocated over
+    the stage, and its increase over the allocation before it.
+    """
+    out = {**baseline, "peak_rss_mib": peak_rss_mib()}
+    out["rss_increase_mib"] = round(out["peak_rss_mib"] - baseline["rss_before_mib"], 1)
+    if device == "cuda":
+        out["cuda_peak_allocated_mib"] = round(torch.cuda.max_memory_allocated() / 2 ** 20, 1)
+        out["cuda_increase_mib"] = round(out["cuda_peak_allocated_mib"] - baseline["cuda_allocated_before_mib"], 1)
     return out
 
 
@@ -608,35 +911,58 @@ def reset_reference(step: int, cfg: TrainConfig) -> bool:
 
 
 def step_line(r: dict) -> str:
-    """The one log line of a GRPO step (the full record goes to metrics.jsonl)."""
+    """The one log line of an RL step (the full record goes to metrics.jsonl); PPO adds its critic's numbers."""
     nan = float("nan")
-    return (f"grpo {r['step']:4d} | reward {r['reward']:.3f} acc {r['accuracy']:.3f} std {r['reward_std']:.3f} "
+    critic = (f"vloss {r['value_loss']:.4f} ev {r['explained_var']:.2f} | " if "value_loss" in r else "")
+    return (f"{r['stage']} {r['step']:4d} | reward {r['reward']:.3f} acc {r['accuracy']:.3f} std {r['reward_std']:.3f} "
             f"zero-std {r['zero_std_frac']:.2f} | len {r['length']:.1f} trunc {r['truncated_frac']:.2f} | "
             f"kl {r.get('kl', nan):.4f} clip {r.get('clip_frac', nan):.3f} ent {r.get('entropy', nan):.3f} "
-            f"gnorm {r.get('grad_norm', nan):.2f} | {r['step_s']:.2f}s, rollout {r['rollout_s']:.2f}s "
+            f"gnorm {r.get('grad_norm', nan):.2f} | {critic}{r['step_s']:.2f}s, rollout {r['rollout_s']:.2f}s "
             f"{r['rollout_tok_s']} tok/s")
 
 
-def run_grpo(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device: str) -> tuple[dict, dict]:
-    """DeepSeekMath Algorithm 1 with rule-based rewards. Returns (evaluation before, evaluation after)."""
-    rng = random.Random(f"{cfg.seed}-grpo")
+def set_lr(optimizer, lr: float) -> None:
+    """Every parameter group of the optimizer to this learning rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def run_rl(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device: str) -> dict:
+    """The RL stage, GRPO or PPO (cfg.rl): DeepSeekMath Algorithm 1 with rule-based rewards.
+
+    Both algorithms share this loop: the questions of each step and their B x G rollouts, the rewards, the
+    reference resets, the learning-rate warm-up, the time budget, the log, the evaluations and the
+    checkpoints. They differ only in `rl_update`. Returns {"before", "after"} (the evaluations), "models"
+    (model_table) and "memory" (memory_record).
+    """
+    stage = cfg.rl
+    rng = random.Random(f"{cfg.seed}-grpo")  # the same questions, step by step, for GRPO and PPO
     generator = torch.Generator().manual_seed(cfg.seed)
     held_out = test[:cfg.rl_eval_n]
-    out_dir = os.path.join(cfg.out_dir, "grpo")
-    optimizer = make_optimizer(policy, cfg, cfg.rl_lr)
-    ref = copy.deepcopy(policy).requires_grad_(False).eval()
+    out_dir = os.path.join(cfg.out_dir, stage)
+    baseline = memory_baseline(device)
+    models = make_rl_models(policy, cfg)
+    table = model_table(models)
+    print(f"models held in memory for {stage.upper()}:\n{format_model_table(table)}")
+    metrics.log(stage=stage, models=table, **baseline)
 
     def evaluate(step: int) -> dict:
         t = time.time()
         result = evaluate_policy(policy, tok, held_out, cfg, generator)
         shown = " | ".join(f"{k} {v:.3f}" for k, v in result.items())
-        tqdm.write(f"grpo step {step}: held-out {shown} on {len(held_out)} ({time.time() - t:.0f}s)")
-        metrics.log(stage="grpo", step=step, eval_n=len(held_out), **{f"eval_{k}": v for k, v in result.items()})
+        tqdm.write(f"{stage} step {step}: held-out {shown} on {len(held_out)} ({time.time() - t:.0f}s)")
+        metrics.log(stage=stage, step=step, eval_n=len(held_out), **{f"eval_{k}": v for k, v in result.items()})
         return result
+
+    def save(step: int) -> None:
+        meta = {"train_config": asdict(cfg), "stage": stage, "step": step}
+        save_checkpoint(out_dir, policy, tok, meta)
+        if models.critic is not None:  # beside the policy, for a run that continues PPO
+            save_checkpoint(os.path.join(out_dir, "critic"), models.critic, None, {**meta, "stage": f"{stage}_critic"})
 
     before = evaluate(0)
     t0 = time.time()
-    bar = tqdm(range(cfg.rl_steps), desc="grpo", dynamic_ncols=True, file=sys.stdout)
+    bar = tqdm(range(cfg.rl_steps), desc=stage, dynamic_ncols=True, file=sys.stdout)
     step = 0
     for step in bar:
         if cfg.rl_minutes and time.time() - t0 > 60 * cfg.rl_minutes:
@@ -644,22 +970,21 @@ def run_grpo(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, devic
             break
         t_step = time.time()
         if reset_reference(step, cfg):  # Algorithm 1: pi_ref <- pi_theta
-            ref.load_state_dict(policy.state_dict())
+            models.ref.load_state_dict(policy.state_dict())
             # (Algorithm 1 would now retrain the reward model with replay; rule-based rewards need nothing)
-        lr = cfg.rl_lr * min(1.0, (step + 1) / cfg.rl_warmup_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        warm_up = min(1.0, (step + 1) / cfg.rl_warmup_steps)
+        lr = cfg.rl_lr * warm_up
+        set_lr(models.optimizer, lr)
+        if models.critic_optimizer is not None:
+            set_lr(models.critic_optimizer, cfg.critic_lr * warm_up)
         # 1. rollout: G completions per question from pi_old, scored by the rule-based rewards
         timer = {}
         roll, first = collect_rollouts(policy, tok, train, cfg, rng, generator, timer)
-        # 2. group-relative advantages, 3. mu updates of the clipped, KL-penalised objective
-        if roll.rewards.numel():
-            update = policy_update(policy, ref, optimizer, roll, advantages(roll, tok, cfg), cfg, device, generator)
-        else:
-            update = {}
+        # 2. advantages and 3. mu updates: GRPO (group-relative) or PPO (critic, GAE)
+        update = rl_update(models, roll, tok, cfg, device, generator) if roll.rewards.numel() else {}
         lengths = first.mask.sum(-1).float()
         record = dict(
-            stage="grpo", step=step + 1, lr=lr, reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
+            stage=stage, step=step + 1, lr=lr, reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
             reward_std=first.rewards.std(-1, correction=cfg.std_ddof).mean().item(),
             zero_std_frac=(~grpo.dynamic_sampling_filter(first.rewards)).float().mean().item(),
             groups_used=roll.rewards.size(0), length=lengths.mean().item(),
@@ -670,12 +995,12 @@ def run_grpo(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, devic
         tqdm.write(step_line(record))
         if (step + 1) % cfg.rl_eval_every == 0 and step + 1 < cfg.rl_steps:
             evaluate(step + 1)
-            save_checkpoint(out_dir, policy, tok, {"train_config": asdict(cfg), "stage": "grpo", "step": step + 1})
+            save(step + 1)
     else:
         step = cfg.rl_steps
     after = evaluate(step)
-    save_checkpoint(out_dir, policy, tok, {"train_config": asdict(cfg), "stage": "grpo", "step": step})
-    return before, after
+    save(step)
+    return {"before": before, "after": after, "models": table, "memory": memory_record(device, baseline)}
 
 
 def pick_device(name: str) -> str:
@@ -701,9 +1026,9 @@ def load_start(cfg: TrainConfig, device: str):
     return model, tok
 
 
-def print_table(before: dict, after: dict, n: int) -> None:
+def print_table(before: dict, after: dict, n: int, label: str = "GRPO") -> None:
     print(f"\nheld-out results on {n} problems")
-    print(f"| {'metric':<18} | {'SFT':>6} | {'GRPO':>6} | {'change':>7} |")
+    print(f"| {'metric':<18} | {'SFT':>6} | {label:>6} | {'change':>7} |")
     print(f"|{'-' * 20}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
     for k in before:
         print(f"| {k:<18} | {before[k]:6.3f} | {after[k]:6.3f} | {after[k] - before[k]:+7.3f} |")
@@ -755,19 +1080,27 @@ def main(argv=None) -> dict:
         print(f"final held-out greedy pass@1: {acc:.3f} on {len(test)} problems | total {minutes:.1f} min")
         print(f"checkpoint: {os.path.join(cfg.out_dir, 'sft')} (model.safetensors and tokenizer.json)")
         return {**result, "pass_at_1": acc, "n_test": len(test), "minutes": minutes}
-    # 5. stage 2: GRPO from the SFT model, evaluated before and after
+    # 5. stage 2: GRPO (or PPO) from the SFT model, evaluated before and after
     try:
-        before, after = run_grpo(model, tok, train, test, cfg, metrics, device)
+        rl = run_rl(model, tok, train, test, cfg, metrics, device)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: the last checkpoints in {cfg.out_dir} (sft/, grpo/) are kept")
+        print(f"\ninterrupted: the last checkpoints in {cfg.out_dir} (sft/, {cfg.rl}/) are kept")
         raise SystemExit(130)
+    before, after, memory = rl["before"], rl["after"], rl["memory"]
     minutes = (time.time() - t_start) / 60
     n = min(cfg.rl_eval_n, len(test))
-    metrics.log(stage="final", eval_n=n, sft=before, grpo=after, minutes=round(minutes, 2))
-    print_table(before, after, n)
+    metrics.log(stage="final", eval_n=n, sft=before, **{cfg.rl: after}, models=rl["models"], memory=memory,
+                minutes=round(minutes, 2))
+    print_table(before, after, n, cfg.rl.upper())
+    print(f"memory: RSS {memory['rss_before_mib']:.0f} MiB when the {cfg.rl.upper()} stage began, "
+          f"{memory['peak_rss_mib']:.0f} MiB at its peak (+{memory['rss_increase_mib']:.0f} MiB"
+          + ("" if memory["peak_rss_reset"] else "; the process's peak") + ")"
+          + (f"; CUDA peak {memory['cuda_peak_allocated_mib']:.0f} MiB" if "cuda_peak_allocated_mib" in memory else ""))
     start = cfg.init_from or os.path.join(cfg.out_dir, "sft")
-    print(f"total {minutes:.1f} min | checkpoints: {start} (SFT), {os.path.join(cfg.out_dir, 'grpo')} (GRPO)")
-    return {**result, "sft": before, "grpo": after, "n_test": n, "minutes": minutes}
+    print(f"total {minutes:.1f} min | checkpoints: {start} (SFT), {os.path.join(cfg.out_dir, cfg.rl)} "
+          f"({cfg.rl.upper()})")
+    return {**result, "sft": before, cfg.rl: after, "models": rl["models"], "memory": memory, "n_test": n,
+            "minutes": minutes}
 
 
 if __name__ == "__main__":

@@ -2,4 +2,17 @@
 import os
 import sys
 
+import pytest
+import torch
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """train.main([..., "--threads", N]) sets torch's thread count for the whole process: put it back after each
+    test, so that one test's setting does not leak into the rest (on a 2-core machine busy with another process,
+    2 threads left behind by the SFT smoke test made the GRPO smoke test take 111 s instead of 3 s)."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

@@ -17,3 +17,14 @@ def test_grpo_benchmark_splits_the_step_and_fits_the_decode_overhead(capsys):
     for words in ("GRPO step", "rollout", "reward", "logprobs", "update", "completion tokens/s", "bare passes",
                   "fixed overhead"):
         assert words in out, words
+
+
+def test_ppo_benchmark_times_both_algorithms_by_phase_and_lists_their_models(capsys):
+    bench.main(["ppo", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--prompts", "2", "--group", "2",
+                "--max_new_tokens", "8", "--steps", "1"])
+    out = capsys.readouterr().out
+    for words in ("GRPO", "PPO", "rollout", "reward", "advantages", "log-probs", "critic (values at rollout",
+                  "update", "PPO / GRPO seconds per step", "models held in memory for PPO", "| critic    |",
+                  "| reward    | rule-based"):
+        assert words in out, words
+    assert "| critic    |" not in out.split("models held in memory for PPO")[0]  # GRPO holds no critic

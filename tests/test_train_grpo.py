@@ -171,7 +171,7 @@ def test_overlong_filtering_removes_truncated_rows_from_the_loss(tok):
     assert mask[0].equal(roll.mask[0]) and not mask[1].any()
 
 
-@pytest.mark.parametrize("flag, value, words", [("--rl", "ppo2", "allowed values are grpo, none"),
+@pytest.mark.parametrize("flag, value, words", [("--rl", "ppo2", "allowed values are grpo, ppo, none"),
                                                ("--adv_scale", "global", "allowed values are group"),
                                                ("--agg", "sum", "allowed values are seq_mean"),
                                                ("--std_ddof", "2", "allowed values are 0, 1"),
