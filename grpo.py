@@ -517,8 +517,9 @@ def majority_vote(answers: list) -> object | None:
     """The most common of k sampled final answers, ties going to the one seen first; None if no sample
     gave an answer (None entries are abstentions and never win).
 
-    cons@k ("consensus", majority voting; DeepSeek-R1 Table 4 reports cons@64; Wang et al. 2022,
-    "Self-Consistency", arXiv 2203.11171) is the fraction of problems whose majority answer is right.
+    cons@k ("consensus", majority voting; DeepSeek-R1 reports R1-Zero's AIME cons@64 beside pass@1;
+    Wang et al. 2022, "Self-Consistency", arXiv 2203.11171) is the fraction of problems whose majority
+    answer is right.
     Beside greedy pass@1 it measures the headroom of mode-sharpening: RL that only concentrates
     probability on answers the model already prefers can lift greedy pass@1 to about cons@k, while
     pass@k - cons@k is what RL must teach. Pass parsed values (rewards.parse_number) so that "12" and
