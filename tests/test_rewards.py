@@ -141,9 +141,12 @@ def test_parse_number_refuses_everything_else(refused):
 def test_parse_number_caps_the_length_without_parsing_huge_integers():
     assert parse_number("9" * rewards.MAX_NUMBER_CHARS) == 10**100 - 1
     assert parse_number("9" * (rewards.MAX_NUMBER_CHARS + 1)) is None
-    start = time.perf_counter()
-    assert parse_number("9" * 10_000) is None  # int() would raise ValueError past 4,300 digits
-    assert time.perf_counter() - start < 0.01
+    fastest = float("inf")
+    for _ in range(3):  # the fastest of three, as `timed` below: a scheduler pause is not parse_number's cost
+        start = time.perf_counter()
+        assert parse_number("9" * 10_000) is None  # int() would raise ValueError past 4,300 digits
+        fastest = min(fastest, time.perf_counter() - start)
+    assert fastest < 0.01
 
 
 def test_answers_match_is_exact_by_default_and_relative_with_tol():
