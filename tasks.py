@@ -720,15 +720,21 @@ def format_prompt(question: str, template: str = "compact") -> str:
     return TEMPLATES[template].format(prompt=question)
 
 
-def format_completion(p: Problem) -> str:
+def format_completion(p: Problem, show_work: bool = True) -> str:
     """The SFT target in the R1 format; reasoning lines keep their newlines.
 
     The leading space separates it from "Assistant:". No <eos> here: the
-    training code appends EOS_ID to the token ids.
+    training code appends EOS_ID to the token ids. With show_work=False the
+    <think> block is empty: the answer with no worked steps, the kind of
+    target a mixed-quality cold start holds (train.py --sft_direct_frac).
 
     >>> format_completion(Problem("What is 2+3?", "2+3 = <<2+3=5>>5", "5"))
     ' <think> 2+3 = <<2+3=5>>5 </think> <answer> 5 </answer>'
+    >>> format_completion(Problem("What is 2+3?", "2+3 = <<2+3=5>>5", "5"), show_work=False)
+    ' <think> </think> <answer> 5 </answer>'
     """
+    if not show_work:
+        return f" <think> </think> <answer> {p.answer} </answer>"
     return f" <think> {p.reasoning} </think> <answer> {p.answer} </answer>"
 
 

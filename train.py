@@ -94,7 +94,7 @@ import grpo
 import rewards
 import tasks
 from model import Critic, ModelConfig, Transformer, generate, left_pad, load_checkpoint, save_checkpoint
-from sample import complete, decode_completions, greedy_pass_at_1
+from sample import complete, decode_completions, greedy_pass_at_1, split_completion
 
 try:
     import resource  # peak memory (getrusage); Unix only
@@ -131,8 +131,8 @@ class TrainConfig:
     n_embd: int = opt(128, "model width")
     max_seq_len: int = opt(160, "longest prompt + completion")
     # cold-start SFT
-    sft_steps: int = opt(1600, "optimizer steps of SFT")
-    sft_minutes: float = opt(8.8, "wall-clock budget of SFT in minutes, 0 for none: on a slow machine SFT "
+    sft_steps: int = opt(1500, "optimizer steps of SFT")
+    sft_minutes: float = opt(6.5, "wall-clock budget of SFT in minutes, 0 for none: on a slow machine SFT "
                              "stops early, its learning-rate schedule compressed to fit")
     batch_size: int = opt(64, "sequences per SFT step")
     lr: float = opt(2e-3, "peak learning rate")
@@ -142,15 +142,16 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "clip the global gradient norm to this (0: off)")
     length_grouping: int = opt(1, "draw this many batches of random examples at once and sort them by length "
                                "(1: plain random batches)")
+    sft_direct_frac: float = opt(0.5, "fraction of cold-start targets that give only the answer, with an empty "
+                                 "<think> block (a mixed-quality cold start; train.py choice 15)")
     eval_every: int = opt(400, "SFT steps between held-out evaluations and checkpoints")
     eval_n: int = opt(200, "held-out problems in a periodic evaluation (the final one uses all n_test)")
     max_new_tokens: int = opt(96, "generation budget, at evaluation and in GRPO rollouts")
     # stage 2: GRPO (DeepSeekMath Algorithm 1, DeepSeek-R1 stage 2)
-    rl: str = opt("none", "RL stage after SFT: 'grpo', 'ppo' (the baseline), or 'none' for SFT only (the default "
-                  "until GRPO's lift on the default task is measured; --preset grpo runs SFT then GRPO)")
+    rl: str = opt("grpo", "RL stage after SFT: 'grpo', 'ppo' (the baseline), or 'none' for SFT only")
     init_from: str = opt("", "skip SFT and start RL from this checkpoint directory (e.g. runs/default/sft)")
-    rl_steps: int = opt(400, "GRPO steps; each samples prompts_per_step x group_size completions")
-    rl_minutes: float = opt(0.0, "wall-clock budget of GRPO in minutes, 0 for none")
+    rl_steps: int = opt(200, "GRPO steps; each samples prompts_per_step x group_size completions")
+    rl_minutes: float = opt(5.0, "wall-clock budget of GRPO in minutes, 0 for none")
     prompts_per_step: int = opt(16, "B: training questions per GRPO step")
     group_size: int = opt(8, "G: completions sampled per question")
     temperature: float = opt(1.0, "rollout sampling temperature (R1: 1.0); logp's are taken at this temperature")
@@ -180,7 +181,7 @@ class TrainConfig:
     reward_wrong: float = opt(0.0, "accuracy reward of a wrong answer: 0 (R1) or -1 (DAPO Eq. 7)")
     reward_overlong: float = opt(0.0, "weight of the soft overlong penalty (DAPO Eq. 13)")
     overlong_cache: int = opt(16, "L_cache of the soft overlong penalty, in tokens (L_max = max_new_tokens)")
-    rl_eval_every: int = opt(100, "GRPO steps between held-out evaluations and checkpoints")
+    rl_eval_every: int = opt(50, "GRPO steps between held-out evaluations and checkpoints")
     rl_eval_n: int = opt(500, "held-out problems in a GRPO evaluation")
     pass_k: int = opt(8, "k of sampled pass@k: k samples per problem at eval_temperature (1: skip)")
     eval_temperature: float = opt(0.6, "sampling temperature of pass@k (R1's evaluation: 0.6, top-p 0.95)")
@@ -206,8 +207,7 @@ PRESETS = {
                   warmup_steps=5, eval_every=15, eval_n=20, vocab_size=128, out_dir="runs/smoke", rl_steps=4,
                   rl="grpo", prompts_per_step=4, group_size=4, rl_eval_every=2, rl_eval_n=20, pass_k=2,
                   max_new_tokens=48),
-    "grpo": dict(rl="grpo", sft_steps=1000, sft_minutes=5.8, rl_steps=200, rl_minutes=6.0, rl_eval_every=100,
-                 out_dir="runs/grpo"),
+    "sft": dict(rl="none", sft_direct_frac=0.0, sft_steps=1600, sft_minutes=8.8, out_dir="runs/sft"),
     "word": dict(task="word", n_layer=8, n_head=8, n_embd=512, max_seq_len=384, vocab_size=1024, lr=1e-3,
                  sft_steps=5000, batch_size=64, max_new_tokens=256, out_dir="runs/word"),
 }
@@ -265,6 +265,8 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
     for name in ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p"):
         if getattr(cfg, name) <= 0:
             parser.error(f"--{name} must be > 0, got {getattr(cfg, name)}")
+    if not 0 <= cfg.sft_direct_frac < 1:
+        parser.error(f"--sft_direct_frac must be in [0, 1), got {cfg.sft_direct_frac}")
     if cfg.reward_wrong >= 1:
         parser.error(f"--reward_wrong must be below 1, the accuracy reward of a right answer, got {cfg.reward_wrong}")
     for name in ("top_p", "eval_top_p"):
@@ -310,10 +312,17 @@ def load_problems(cfg: TrainConfig) -> tuple[list[tasks.Problem], list[tasks.Pro
     return tasks.make_splits(cfg.task, cfg.n_train, cfg.n_test, cfg.seed, **(knobs if cfg.task == "arithmetic" else {}))
 
 
-def encode_examples(tok, problems, template: str, max_len: int) -> list[tuple[list[int], list[int]]]:
-    """Each problem -> (prompt ids, completion ids + EOS); examples longer than max_len are dropped."""
+def encode_examples(tok, problems, template: str, max_len: int, direct_frac: float = 0.0,
+                    seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """Each problem -> (prompt ids, completion ids + EOS); examples longer than max_len are dropped.
+
+    A fraction direct_frac of the targets, drawn with their own seed, skip the worked steps
+    (tasks.format_completion show_work=False): the mixed cold start of train.py choice 15.
+    """
+    rng = random.Random(f"{seed}-direct")
+    show = [rng.random() >= direct_frac for _ in problems]
     prompts = tok.encode_batch([tasks.format_prompt(p.question, template) for p in problems])
-    completions = tok.encode_batch([tasks.format_completion(p) for p in problems])
+    completions = tok.encode_batch([tasks.format_completion(p, s) for p, s in zip(problems, show)])
     examples = [(p.ids, c.ids + [tasks.EOS_ID]) for p, c in zip(prompts, completions)]
     kept = [e for e in examples if len(e[0]) + len(e[1]) <= max_len]
     if len(kept) < len(examples):
@@ -883,8 +892,11 @@ def memory_record(device: str, baseline: dict) -> dict:
 def evaluate_policy(model, tok, problems, cfg: TrainConfig, generator) -> dict:
     """Held-out greedy pass@1, and from k samples per problem at eval_temperature / eval_top_p: pass@k (the
     unbiased estimator of Chen et al. 2021, grpo.pass_at_k with n = k), sampled pass@1 and cons@k (majority
-    vote, grpo.majority_vote: the greedy pass@1 that sharpening alone could reach)."""
-    out = {"pass_at_1": greedy_pass_at_1(model, tok, problems, cfg.template, cfg.max_new_tokens)}
+    vote, grpo.majority_vote: the greedy pass@1 that sharpening alone could reach). "shows_work" is the
+    fraction of greedy completions with a non-empty <think> block (choice 15: what GRPO changes first)."""
+    texts = complete(model, tok, [p.question for p in problems], cfg.template, cfg.max_new_tokens)
+    out = {"pass_at_1": sum(rewards.accuracy_reward(t, p.answer) for t, p in zip(texts, problems)) / len(problems),
+           "shows_work": sum(split_completion(t)[0] != "" for t in texts) / len(problems)}
     k = cfg.pass_k
     if k > 1:
         texts = complete(model, tok, [p.question for p in problems for _ in range(k)], cfg.template,
@@ -1059,7 +1071,7 @@ def main(argv=None) -> dict:
         # 2. tokenizer trained on the training corpus, every digit its own token
         # the tokenizer learns its merges from the first 20k problems: the corpus is repetitive, more adds nothing
         tok = tasks.train_tokenizer(tasks.corpus_texts(train[:20_000], cfg.template), cfg.vocab_size)
-        examples = encode_examples(tok, train, cfg.template, cfg.max_seq_len)
+        examples = encode_examples(tok, train, cfg.template, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)
         # 3. the model
         mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head,
                            n_embd=cfg.n_embd, max_seq_len=cfg.max_seq_len)

@@ -289,6 +289,14 @@ def test_compact_prompt_and_completion_make_the_sft_text():
     assert list(tasks.corpus_texts([p], "compact")) == [text]
 
 
+def test_an_answer_only_completion_has_an_empty_think_block_and_the_full_format():
+    from rewards import accuracy_reward, format_reward
+    p = Problem("What is 2+3*4?", "3*4 = <<3*4=12>>12\n2+12 = <<2+12=14>>14", "14")
+    text = tasks.format_completion(p, show_work=False)
+    assert text == " <think> </think> <answer> 14 </answer>"
+    assert format_reward(text) == 1.0 and accuracy_reward(text, "14") == 1.0
+
+
 def test_unknown_template_raises_listing_allowed_values():
     with pytest.raises(ValueError, match="compact"):
         tasks.format_prompt("Q?", "chatml")

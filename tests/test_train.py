@@ -143,3 +143,28 @@ def test_sample_py_explains_why_a_checkpoint_without_train_config_cannot_be_scor
     with pytest.raises(SystemExit):
         sample.main([str(tmp_path), "--n", "5", "--max_new_tokens", "4"])
     assert "no train_config" in capsys.readouterr().err
+
+
+def test_sft_direct_frac_gives_that_share_of_answer_only_targets_reproducibly():
+    tok = tasks.train_tokenizer([tasks.format_completion(p) for p in tasks.make_splits("arithmetic", 200, 10, 0)[0]],
+                                vocab_size=128)
+    problems = tasks.make_splits("arithmetic", 400, 10, seed=0)[0]
+    def direct_share(frac, seed=0):
+        examples = train.encode_examples(tok, problems, "compact", 160, frac, seed)
+        return [tasks.decode(tok, c).startswith(" <think> </think> <answer> ") for _, c in examples]
+    assert sum(direct_share(0.0)) == 0  # the default cold start: every target is worked
+    share = direct_share(0.5)
+    assert 160 <= sum(share) <= 240  # 400 fair coin flips
+    assert share == direct_share(0.5)  # fixed by the seed
+    assert share != direct_share(0.5, seed=1)
+    examples = train.encode_examples(tok, problems, "compact", 160, 0.5, 0)
+    i = share.index(True)
+    assert tasks.decode(tok, examples[i][1][:-1]) == f" <think> </think> <answer> {problems[i].answer} </answer>"
+    assert examples[i][1][-1] == tasks.EOS_ID
+
+
+@pytest.mark.parametrize("value", ["-0.1", "1", "1.5"])
+def test_sft_direct_frac_outside_0_1_is_refused(value, capsys):
+    with pytest.raises(SystemExit):
+        train.parse_config(["--sft_direct_frac", value])
+    assert "--sft_direct_frac must be in [0, 1)" in capsys.readouterr().err
