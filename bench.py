@@ -3,16 +3,26 @@
     python bench.py sampling      # KV-cached batched sampling vs recomputing the whole prefix each step
     python bench.py grpo          # seconds per GRPO step, where they go, and rollout tokens/s by batch size
     python bench.py ppo           # seconds per step of GRPO and of PPO side by side, and the models each holds
+    python bench.py compare       # GRPO against PPO: whole RL runs from one SFT model, per seed (--seeds 0 1 2)
+    python bench.py variants      # DeepSeekMath GRPO, Dr. GRPO, DAPO-style, process supervision, the same way
 
-Each benchmark runs the compared variants side by side in one process, on the same inputs, and
-reports medians over repeats, so a noisy machine shifts both numbers alike.
+The speed benchmarks run the compared variants side by side in one process, on the same inputs, and
+report medians over repeats, so a noisy machine shifts both numbers alike. `compare` and `variants` run
+real `train.py` processes one after another (one process per run, so that each run's peak memory is its
+own): per seed, the default cold-start SFT once (`--rl none`), then every RL run from that checkpoint
+with the same seed, questions, B x G completions and step budget (`--rl_minutes 0`). A finished run is
+not run again, so an interrupted sweep resumes where it stopped. Flags after `--` go to every train.py run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -211,6 +221,174 @@ def bench_ppo(args):
         print(train.format_model_table(train.model_table(steppers[algo][0])))
 
 
+# ---------------------------------------------------------------------------------------------
+# Whole RL runs side by side: GRPO against PPO (the PPO issue), and GRPO's variants
+# ---------------------------------------------------------------------------------------------
+COMPARE = {"grpo": ["--rl", "grpo"], "ppo": ["--rl", "ppo"]}
+VARIANTS = {  # each as its paper writes it (EQUATIONS.md); the rest of the config is the default
+    "grpo": ["--rl", "grpo"],  # DeepSeekMath: group mean/std, per-sequence mean, beta 0.04 k3
+    "dr_grpo": ["--rl", "grpo", "--adv_scale", "none", "--agg", "constant", "--kl_coef", "0"],
+    "dapo": ["--rl", "grpo", "--clip_eps_high", "0.28", "--agg", "token_mean", "--dynamic_sampling", "true",
+             "--overlong_filter", "true", "--kl_coef", "0"],
+    "process": ["--rl", "grpo", "--supervision", "process"],  # DeepSeekMath 4.1.3, rule-checked steps
+}
+
+
+def read_metrics(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def finished(run_dir: str) -> bool:
+    """A run is finished when its metrics.jsonl ends with the final record."""
+    path = os.path.join(run_dir, "metrics.jsonl")
+    return os.path.exists(path) and any(r.get("stage") == "final" for r in read_metrics(path))
+
+
+def train_run(args: list[str], log_path: str) -> None:
+    """One `python train.py ARGS` process, its output to log_path; a failure names the log."""
+    cmd = [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"), *args]
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    with open(log_path, "w") as log:
+        code = subprocess.call(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if code:
+        raise SystemExit(f"error: train.py exited with {code}; see {log_path}")
+
+
+def run_sweep(runs: dict[str, list[str]], seeds: list[int], out: str, rl_steps: int, extra: list[str]) -> dict:
+    """Per seed: the SFT start once, then each named RL run from it. Returns {name: {seed: metrics records}}."""
+    records = {name: {} for name in runs}
+    for seed in seeds:
+        base = os.path.join(out, f"seed{seed}")
+        os.makedirs(base, exist_ok=True)
+        common = ["--seed", str(seed), *extra]
+        if not finished(base):
+            train_run(["--rl", "none", "--out_dir", base, *common], os.path.join(base, "train.log"))
+        for name, flags in runs.items():
+            run_dir = os.path.join(base, name)
+            if not finished(run_dir):
+                os.makedirs(run_dir, exist_ok=True)
+                train_run(["--init_from", os.path.join(base, "sft"), "--out_dir", run_dir, "--rl_steps", str(rl_steps),
+                           "--rl_minutes", "0", *common, *flags], os.path.join(run_dir, "train.log"))
+            records[name][seed] = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+    return records
+
+
+def summarise_run(recs: list[dict]) -> dict:
+    """What one RL run's metrics.jsonl says: the eval curve (by step and by RL seconds), mean seconds per
+    step by phase, the trend of completion lengths, zero-std groups, the models held and the peak memory."""
+    stage = next(r["stage"] for r in recs if r.get("stage") in ("grpo", "ppo"))
+    steps = [r for r in recs if r.get("stage") == stage and "reward" in r]
+    evals = {r["step"]: r for r in recs if r.get("stage") == stage and "eval_pass_at_1" in r}
+    seconds, clock = {0: 0.0}, 0.0
+    for r in steps:
+        clock += r["step_s"]
+        seconds[r["step"]] = clock
+    def mean(key, rows):
+        values = [r[key] for r in rows if r.get(key) is not None]
+        return statistics.fmean(values) if values else float("nan")
+    tail = max(1, len(steps) // 5)  # the first and last fifth of the run
+    final = next(r for r in recs if r.get("stage") == "final")
+    return {
+        "curve": {s: evals[s]["eval_pass_at_1"] for s in sorted(evals)},
+        "shows_work": {s: evals[s].get("eval_shows_work") for s in sorted(evals)},
+        "seconds": {s: seconds.get(s, float("nan")) for s in sorted(evals)},
+        "phases": {k: mean(f"{k}_s", steps) for k in ("rollout", "reward", "logprob", "adv", "critic", "update", "step")},
+        "length": (mean("length", steps[:tail]), mean("length", steps[-tail:])),
+        "length_wrong": (mean("length_wrong", steps[:tail]), mean("length_wrong", steps[-tail:])),
+        "zero_std": mean("zero_std_frac", steps),
+        "models": final["models"], "memory": final["memory"], "steps": len(steps),
+    }
+
+
+def spread(values: list[float]) -> str:
+    """'mean (min-max)' over seeds, or the single value."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.fmean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def print_comparison(summary: dict[str, dict[int, dict]], seeds: list[int]) -> None:
+    """The tables of the README, from the runs' own metrics: curves, seconds, memory, models, lengths."""
+    names = list(summary)
+    first = summary[names[0]][seeds[0]]
+    print(f"\n## held-out greedy pass@1 by RL step ({len(seeds)} seed(s): {seeds}; mean (min-max) over seeds)")
+    steps = sorted(first["curve"])
+    print("| run | " + " | ".join(f"step {s}" for s in steps) + " | gain | gain per RL minute |")
+    print("|---|" + "---|" * (len(steps) + 2))
+    for name in names:
+        runs = [summary[name][s] for s in seeds]
+        cells = [spread([r["curve"].get(step, float("nan")) for r in runs]) for step in steps]
+        gains = [r["curve"][max(r["curve"])] - r["curve"][0] for r in runs]
+        per_min = [g / (r["seconds"][max(r["curve"])] / 60) for g, r in zip(gains, runs)]
+        print(f"| {name} | " + " | ".join(cells) + f" | {spread(gains)} | {spread(per_min)} |")
+    print("\n## seconds per RL step by phase (mean over steps, then over seeds)")
+    phases = ("rollout", "reward", "logprob", "adv", "critic", "update", "step")
+    print("| run | " + " | ".join(phases) + " |")
+    print("|---|" + "---|" * len(phases))
+    for name in names:
+        cells = [statistics.fmean(summary[name][s]["phases"][k] for s in seeds) for k in phases]
+        print(f"| {name} | " + " | ".join("-" if c != c else f"{c:.3f}" for c in cells) + " |")
+    print("\n## models held and peak memory of the RL stage (process RSS; CUDA: peak allocated)")
+    print("| run | models (parameters) | total parameters | RSS increase MiB | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        r = summary[name][seeds[0]]
+        models = ", ".join(f"{m['model']} ({m['params']:,})" if m.get("params") else m["model"] for m in r["models"])
+        total = sum(m.get("params") or 0 for m in r["models"])
+        inc = [summary[name][s]["memory"]["rss_increase_mib"] for s in seeds]
+        peak = [summary[name][s]["memory"]["peak_rss_mib"] for s in seeds]
+        print(f"| {name} | {models} | {total:,} | {spread(inc)} | {spread(peak)} |")
+    print("\n## completions: mean length (tokens), first -> last fifth of the run; zero-std groups")
+    print("| run | all completions | wrong answers | zero-std group fraction | shows work at the end |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        runs = [summary[name][s] for s in seeds]
+        length = " / ".join(f"{r['length'][0]:.1f} -> {r['length'][1]:.1f}" for r in runs)
+        wrong = " / ".join(f"{r['length_wrong'][0]:.1f} -> {r['length_wrong'][1]:.1f}" for r in runs)
+        shows = [r["shows_work"][max(r["shows_work"])] for r in runs]
+        shows = spread(shows) if None not in shows else "-"
+        print(f"| {name} | {length} | {wrong} | {spread([r['zero_std'] for r in runs])} | {shows} |")
+
+
+def plot_comparison(summary: dict[str, dict[int, dict]], seeds: list[int], path: str) -> None:
+    """pass@1 by step and by RL minute, one line per run and seed; needs matplotlib (optional, imported here)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not installed: no plot; pip install matplotlib for one)")
+        return
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for i, name in enumerate(summary):
+        for j, seed in enumerate(seeds):
+            r = summary[name][seed]
+            steps = sorted(r["curve"])
+            kw = dict(color=f"C{i}", alpha=0.8, label=name if j == 0 else None, marker="o", markersize=3)
+            axes[0].plot(steps, [r["curve"][s] for s in steps], **kw)
+            axes[1].plot([r["seconds"][s] / 60 for s in steps], [r["curve"][s] for s in steps], **kw)
+    axes[0].set_xlabel("RL step")
+    axes[1].set_xlabel("RL minutes (steps only, evaluations excluded)")
+    axes[0].set_ylabel("held-out greedy pass@1")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}")
+
+
+def bench_sweep(args, runs: dict[str, list[str]]):
+    summary = {name: {s: summarise_run(recs) for s, recs in by_seed.items()}
+               for name, by_seed in run_sweep(runs, args.seeds, args.out, args.rl_steps, args.train_args).items()}
+    print_comparison(summary, args.seeds)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    if not args.no_plot:
+        plot_comparison(summary, args.seeds, os.path.join(args.out, f"{args.bench}.png"))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="bench", required=True)
@@ -238,9 +416,19 @@ def main(argv=None):
                    help="batch sizes of the tokens/s table")
     for parser in (s, g, o):
         parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    c = sub.add_parser("compare", help="GRPO against PPO: whole runs from one SFT model per seed, and their tables")
+    v = sub.add_parser("variants", help="DeepSeekMath GRPO, Dr. GRPO, DAPO-style and process supervision, the same way")
+    for parser, out in ((c, "runs/compare"), (v, "runs/variants")):
+        parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one SFT start and one run each per seed")
+        parser.add_argument("--rl_steps", type=int, default=200, help="RL steps of every run (no time budget)")
+        parser.add_argument("--out", default=out, help="the sweep's directory: seedS/ (SFT), seedS/NAME/ (each run)")
+        parser.add_argument("--no_plot", action="store_true", help="skip the plot (it needs matplotlib)")
+        parser.add_argument("train_args", nargs="*", help="after --: flags for every train.py run")
     args = p.parse_args(argv)
-    if args.threads:
+    if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
+    if args.bench in ("compare", "variants"):
+        return bench_sweep(args, COMPARE if args.bench == "compare" else VARIANTS)
     {"sampling": bench_sampling, "grpo": bench_grpo, "ppo": bench_ppo}[args.bench](args)
 
 

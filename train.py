@@ -7,10 +7,10 @@ from scratch on generated problems, so this stage is also its pre-training. Stag
 RL") is GRPO with rule-based rewards, DeepSeekMath's Algorithm 1 (arXiv 2402.03300, §4.1.4); `--rl ppo`
 replaces it by PPO with a critic (DeepSeekMath Eqs. 1-2), the baseline GRPO was designed to improve on.
 
-    python train.py                      # the default CPU pipeline: SFT only (arithmetic, <= 10 minutes on 2 cores)
-    python train.py --preset grpo        # a shorter SFT, then GRPO, then the SFT-vs-GRPO table
+    python train.py                      # the default CPU pipeline: SFT, GRPO, the SFT-vs-GRPO table (~13 min)
+    python train.py --preset sft         # SFT only, every target worked (arithmetic, <= 10 minutes on 2 cores)
     python train.py --preset smoke       # SFT then GRPO in well under a minute (used by the tests)
-    python train.py --preset grpo --rl ppo --out_dir runs/ppo   # the same, with PPO in place of GRPO
+    python train.py --rl ppo --out_dir runs/ppo   # the default, with PPO in place of GRPO
     python train.py --preset word        # GSM8K-style word problems, a larger model meant for a GPU
     python train.py --help               # every option, with its help line
 
@@ -72,6 +72,16 @@ PPO (`--rl ppo`), the baseline (DeepSeekMath §4.1 Eqs. 1-2; the papers leave th
      advantage, yet PPO learns from it) and `--supervision process`; `--adv_scale` is GRPO's and PPO ignores it.
  14. Memory (`model_table`, `memory_baseline`, `memory_record`): the models each algorithm holds with their
      parameters are printed when the RL stage starts; the RSS before it and the peak after it are recorded.
+
+The default cold start:
+ 15. The default cold start is mixed (`--sft_direct_frac 0.5`): half the SFT targets, drawn by seed, are the
+     answer alone with an empty <think> block, the other half the worked solution. The SFT model then opens
+     about half its greedy answers with an empty <think> and guesses (right ~2% of the time), and works the
+     other half out (right ~57%). That is headroom RL can use, as in R1, where RL selects behaviours the
+     cold-start model already has (longer, more careful reasoning): GRPO, rewarded only on the answer, learns
+     to show its work within ~50 steps (`shows_work`, at every evaluation). With worked targets only
+     (`--preset sft`) the SFT model has no such headroom: cons@8 is no higher than greedy pass@1, and GRPO
+     gains 2-6 points in a CPU budget (README, "GRPO from a worked-only cold start").
 """
 
 from __future__ import annotations
@@ -933,6 +943,11 @@ def step_line(r: dict) -> str:
             f"{r['rollout_tok_s']} tok/s")
 
 
+def masked_mean(x: torch.Tensor, keep: torch.Tensor) -> float | None:
+    """Mean of x where keep is true; None (JSON null) when nothing is kept."""
+    return x[keep].mean().item() if keep.any() else None
+
+
 def set_lr(optimizer, lr: float) -> None:
     """Every parameter group of the optimizer to this learning rate."""
     for group in optimizer.param_groups:
@@ -1000,6 +1015,8 @@ def run_rl(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device:
             reward_std=first.rewards.std(-1, correction=cfg.std_ddof).mean().item(),
             zero_std_frac=(~grpo.dynamic_sampling_filter(first.rewards)).float().mean().item(),
             groups_used=roll.rewards.size(0), length=lengths.mean().item(),
+            length_right=masked_mean(lengths, first.correct.flatten() > 0),
+            length_wrong=masked_mean(lengths, first.correct.flatten() <= 0),
             truncated_frac=first.truncated.float().mean().item(), rollout_s=round(timer["rollout"], 3),
             reward_s=round(timer["reward"], 3), step_s=round(time.time() - t_step, 3),
             rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)

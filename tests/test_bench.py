@@ -28,3 +28,39 @@ def test_ppo_benchmark_times_both_algorithms_by_phase_and_lists_their_models(cap
                   "| reward    | rule-based"):
         assert words in out, words
     assert "| critic    |" not in out.split("models held in memory for PPO")[0]  # GRPO holds no critic
+
+
+def test_summarise_run_reads_the_curve_the_seconds_the_phases_and_the_length_trend():
+    recs = [{"stage": "grpo", "models": [], "rss_before_mib": 1.0},
+            {"stage": "grpo", "step": 0, "eval_pass_at_1": 0.3, "eval_shows_work": 0.5}]
+    for step, (s, length, wrong) in enumerate([(1.0, 40, 30), (2.0, 50, 60), (1.5, 45, None), (0.5, 55, 70),
+                                               (1.0, 60, 80)], start=1):
+        recs.append({"stage": "grpo", "step": step, "reward": 1.0, "step_s": s, "rollout_s": s / 2, "update_s": s / 4,
+                     "length": length, "length_wrong": wrong, "zero_std_frac": 0.2 * step})
+    recs += [{"stage": "grpo", "step": 5, "eval_pass_at_1": 0.6, "eval_shows_work": 1.0},
+             {"stage": "final", "models": [{"model": "policy", "params": 10}], "memory": {"rss_increase_mib": 5}}]
+    r = bench.summarise_run(recs)
+    assert r["curve"] == {0: 0.3, 5: 0.6} and r["shows_work"] == {0: 0.5, 5: 1.0}
+    assert r["seconds"] == {0: 0.0, 5: 6.0}  # the steps' own seconds, summed
+    assert r["phases"]["step"] == 6.0 / 5 and r["phases"]["rollout"] == 3.0 / 5
+    assert r["phases"]["critic"] != r["phases"]["critic"]  # GRPO has no critic: NaN, printed as "-"
+    assert r["length"] == (40, 60) and r["length_wrong"] == (30, 80)  # first and last fifth (one step each)
+    assert abs(r["zero_std"] - 0.6) < 1e-12 and r["steps"] == 5
+
+
+def test_compare_runs_sft_once_then_grpo_and_ppo_from_it_and_resumes(tmp_path, capsys):
+    out = str(tmp_path / "cmp")
+    args = ["compare", "--seeds", "0", "--rl_steps", "2", "--out", out, "--no_plot", "--",
+            "--preset", "smoke", "--threads", "1"]
+    bench.main(args)
+    text = capsys.readouterr().out
+    assert text.count("$ ") == 3  # SFT, GRPO, PPO
+    for words in ("held-out greedy pass@1 by RL step", "| grpo |", "| ppo |", "seconds per RL step by phase",
+                  "RSS increase MiB", "wrong answers"):
+        assert words in text, words
+    grpo_models = next(line for line in text.splitlines() if line.startswith("| grpo | policy ("))
+    ppo_models = next(line for line in text.splitlines() if line.startswith("| ppo | policy ("))
+    assert "critic (" not in grpo_models and "critic (" in ppo_models  # 3 models against 4 (the reward: rules)
+    assert (tmp_path / "cmp" / "summary.json").exists()
+    bench.main(args)  # everything finished: nothing runs again, the tables are printed from the files
+    assert "$ " not in capsys.readouterr().out
