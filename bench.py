@@ -255,20 +255,23 @@ def train_run(args: list[str], log_path: str) -> None:
         raise SystemExit(f"error: train.py exited with {code}; see {log_path}")
 
 
-def run_sweep(runs: dict[str, list[str]], seeds: list[int], out: str, rl_steps: int, extra: list[str]) -> dict:
-    """Per seed: the SFT start once, then each named RL run from it. Returns {name: {seed: metrics records}}."""
+def run_sweep(runs: dict[str, list[str]], seeds: list[int], out: str, rl_steps: int, extra: list[str],
+              sft_from: str = "") -> dict:
+    """Per seed: the SFT start once (or sft_from, with {seed} in it), then each named RL run from it.
+    Returns {name: {seed: metrics records}}."""
     records = {name: {} for name in runs}
     for seed in seeds:
         base = os.path.join(out, f"seed{seed}")
         os.makedirs(base, exist_ok=True)
         common = ["--seed", str(seed), *extra]
-        if not finished(base):
+        start = sft_from.format(seed=seed) if sft_from else os.path.join(base, "sft")
+        if not sft_from and not finished(base):
             train_run(["--rl", "none", "--out_dir", base, *common], os.path.join(base, "train.log"))
         for name, flags in runs.items():
             run_dir = os.path.join(base, name)
             if not finished(run_dir):
                 os.makedirs(run_dir, exist_ok=True)
-                train_run(["--init_from", os.path.join(base, "sft"), "--out_dir", run_dir, "--rl_steps", str(rl_steps),
+                train_run(["--init_from", start, "--out_dir", run_dir, "--rl_steps", str(rl_steps),
                            "--rl_minutes", "0", *common, *flags], os.path.join(run_dir, "train.log"))
             records[name][seed] = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
     return records
@@ -381,7 +384,8 @@ def plot_comparison(summary: dict[str, dict[int, dict]], seeds: list[int], path:
 
 def bench_sweep(args, runs: dict[str, list[str]]):
     summary = {name: {s: summarise_run(recs) for s, recs in by_seed.items()}
-               for name, by_seed in run_sweep(runs, args.seeds, args.out, args.rl_steps, args.train_args).items()}
+               for name, by_seed in run_sweep(runs, args.seeds, args.out, args.rl_steps, args.train_args,
+                                             args.sft_from).items()}
     print_comparison(summary, args.seeds)
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
@@ -422,6 +426,8 @@ def main(argv=None):
         parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one SFT start and one run each per seed")
         parser.add_argument("--rl_steps", type=int, default=200, help="RL steps of every run (no time budget)")
         parser.add_argument("--out", default=out, help="the sweep's directory: seedS/ (SFT), seedS/NAME/ (each run)")
+        parser.add_argument("--sft_from", default="", help="start every run from these SFT checkpoints instead of "
+                            "training them, {seed} filled in: e.g. runs/default_s{seed}/sft (same config and seed)")
         parser.add_argument("--no_plot", action="store_true", help="skip the plot (it needs matplotlib)")
         parser.add_argument("train_args", nargs="*", help="after --: flags for every train.py run")
     args = p.parse_args(argv)
