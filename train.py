@@ -219,7 +219,8 @@ PRESETS = {
                   max_new_tokens=48),
     "sft": dict(rl="none", sft_direct_frac=0.0, sft_steps=1600, sft_minutes=8.8, out_dir="runs/sft"),
     "word": dict(task="word", n_layer=8, n_head=8, n_embd=512, max_seq_len=384, vocab_size=1024, lr=1e-3,
-                 sft_steps=5000, batch_size=64, max_new_tokens=256, out_dir="runs/word"),
+                 sft_steps=5000, sft_minutes=0.0, batch_size=64, max_new_tokens=256, rl_steps=300, rl_minutes=0.0,
+                 out_dir="runs/word"),  # a GPU run: step budgets, no time budgets
 }
 
 
@@ -444,10 +445,10 @@ def sft(model, tok, examples, test, cfg: TrainConfig, metrics: Metrics, device: 
     """Supervised fine-tuning on (prompt, worked solution) pairs; checkpoints every eval_every steps."""
     optimizer = make_optimizer(model, cfg, cfg.lr)
     batches = length_grouped_batches(examples, cfg.batch_size, random.Random(cfg.seed), cfg.length_grouping)
-    t0 = time.time()
+    t0 = time.perf_counter()
     bar = tqdm(range(cfg.sft_steps), desc="sft", dynamic_ncols=True, file=sys.stdout)
     for step in bar:
-        progress = sft_progress(step, time.time() - t0, cfg)
+        progress = sft_progress(step, time.perf_counter() - t0, cfg)
         if progress >= 1.0 and step > 0:  # the time budget ran out before the steps did
             tqdm.write(f"sft_minutes={cfg.sft_minutes} reached after {step} of {cfg.sft_steps} steps")
             evaluate_and_save(model, tok, test, cfg, metrics, step, loss, t0)
@@ -465,7 +466,7 @@ def sft(model, tok, examples, test, cfg: TrainConfig, metrics: Metrics, device: 
         bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
         if step % 10 == 0 or step == cfg.sft_steps - 1:
             metrics.log(stage="sft", step=step, loss=loss.item(), lr=lr, grad_norm=grad_norm.item(),
-                        time=round(time.time() - t0, 2))
+                        time=round(time.perf_counter() - t0, 2))
         if (step + 1) % cfg.eval_every == 0 or step == cfg.sft_steps - 1:
             evaluate_and_save(model, tok, test, cfg, metrics, step + 1, loss, t0)
 
@@ -476,8 +477,8 @@ def evaluate_and_save(model, tok, test, cfg: TrainConfig, metrics: Metrics, step
     acc = greedy_pass_at_1(model, tok, test[:n], cfg.template, cfg.max_new_tokens)
     model.train()
     tqdm.write(f"step {step}/{cfg.sft_steps} | loss {loss.item():.4f} | held-out pass@1 {acc:.3f} on {n} | "
-               f"{time.time() - t0:.0f}s")
-    metrics.log(stage="sft", step=step, eval_pass_at_1=acc, eval_n=n, time=round(time.time() - t0, 2))
+               f"{time.perf_counter() - t0:.0f}s")
+    metrics.log(stage="sft", step=step, eval_pass_at_1=acc, eval_n=n, time=round(time.perf_counter() - t0, 2))
     save_checkpoint(os.path.join(cfg.out_dir, "sft"), model, tok, {"train_config": asdict(cfg), "stage": "sft",
                                                                    "step": step})
 
@@ -515,7 +516,7 @@ def sample_groups(policy, tok, problems, cfg: TrainConfig, generator, timer: dic
     and the completion tokens sampled ("tokens").
     """
     timer = {} if timer is None else timer
-    t = time.time()
+    t = time.perf_counter()
     G = cfg.group_size
     prompts = [tasks.encode(tok, tasks.format_prompt(p.question, cfg.template)) for p in problems]
     prompts = [ids for ids in prompts for _ in range(G)]  # each question G times, consecutive rows
@@ -524,9 +525,9 @@ def sample_groups(policy, tok, problems, cfg: TrainConfig, generator, timer: dic
     roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,
                     top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator)
     policy.train(was_training)
-    timer["rollout"] = timer.get("rollout", 0.0) + time.time() - t
+    timer["rollout"] = timer.get("rollout", 0.0) + time.perf_counter() - t
     timer["tokens"] = timer.get("tokens", 0) + int(roll.mask.sum())
-    t = time.time()
+    t = time.perf_counter()
     texts = decode_completions(tok, roll)
     weights, lengths = reward_weights(cfg), roll.mask.sum(-1).tolist()
     golds = [p.answer for p in problems for _ in range(G)]
@@ -535,7 +536,7 @@ def sample_groups(policy, tok, problems, cfg: TrainConfig, generator, timer: dic
     r = [rewards.weighted_sum(p, weights) for p in parts]  # r_i = rewards.total_reward, each term computed once
     c = [float(p["accuracy"] == 1.0) for p in parts]  # correct: 1/0 whatever value a wrong answer gets
     B = len(problems)
-    timer["reward"] = timer.get("reward", 0.0) + time.time() - t
+    timer["reward"] = timer.get("reward", 0.0) + time.perf_counter() - t
     return Rollouts(problems, prompts, roll.ids, roll.mask, roll.truncated, texts,
                     torch.tensor(r).view(B, G), torch.tensor(c).view(B, G))
 
@@ -674,14 +675,14 @@ def rollout_batch(policy, ref, roll: Rollouts, cfg: TrainConfig, device: str, ne
     ids, mask = roll.ids.to(device), roll.mask.to(device)
     batch = Batch(prompt_ids, prompt_valid, ids, mask,
                   grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter))
-    t = time.time()
+    t = time.perf_counter()
     everything = slice(None)  # all N rows, without copying
     with torch.no_grad(), autocast(device):
         if need_old:
             batch.old_logp = batch.logprobs(policy, everything, cfg.temperature)  # pi_old, before any update
         if cfg.kl_coef > 0:
             batch.ref_logp = batch.logprobs(ref, everything, cfg.temperature)  # pi_ref, never with gradient
-    batch.logprob_s = time.time() - t
+    batch.logprob_s = time.perf_counter() - t
     return batch
 
 
@@ -710,7 +711,7 @@ def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainCon
     for _ in range(cfg.mu):  # for GRPO iteration = 1..mu
         order = torch.randperm(N, generator=generator).to(batch.ids.device)
         for rows in order.chunk(min(cfg.minibatches, N)):
-            t = time.time()
+            t = time.perf_counter()
             with autocast(device):
                 logp = batch.logprobs(models.policy, rows, cfg.temperature)  # log pi_theta, with gradient
                 old = logp.detach() if batch.old_logp is None else batch.old_logp[rows]
@@ -718,15 +719,15 @@ def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainCon
             stats["grad_norm"] = optimizer_step(models.policy, models.optimizer, loss, cfg.grad_clip)
             stats["loss"] = loss.item()
             stats["entropy"] = -grpo.masked_mean(old.float(), batch.mask[rows]).item()  # E[-log pi], sampled tokens
-            seconds["update_s"] += time.time() - t
+            seconds["update_s"] += time.perf_counter() - t
             if critic_loss is not None:
-                t = time.time()
+                t = time.perf_counter()
                 with autocast(device):
                     v_loss = critic_loss(batch.values(models.critic, rows), rows)  # L_V, with gradient
                 stats["critic_grad_norm"] = optimizer_step(models.critic, models.critic_optimizer,
                                                            cfg.vf_coef * v_loss, cfg.grad_clip)
                 stats["value_loss"] = v_loss.item()
-                seconds["critic_s"] += time.time() - t
+                seconds["critic_s"] += time.perf_counter() - t
             logs.append(stats)
     # mean over the updates, except the extremes of the ratio
     out = {k: sum(d[k] for d in logs) / len(logs) for k in logs[0] if k not in ("ratio_min", "ratio_max")}
@@ -771,17 +772,17 @@ def ppo_update(models: RLModels, roll: Rollouts, cfg: TrainConfig, device: str, 
     rollout time plus its forward, backward and AdamW steps), update (the policy's).
     """
     batch = rollout_batch(models.policy, models.ref, roll, cfg, device, need_old=True)  # Eq. 2 needs pi_old
-    t = time.time()
+    t = time.perf_counter()
     with torch.no_grad(), autocast(device):
         old_values = batch.values(models.critic, slice(None))  # V_old(s_t), (N, T)
-    values_s, t = time.time() - t, time.time()
+    values_s, t = time.perf_counter() - t, time.perf_counter()
     score = roll.rewards.flatten().to(device)  # (N,) the rule-based reward r_phi(q, o) of each completion
     ref_logp = batch.old_logp if batch.ref_logp is None else batch.ref_logp  # kl_coef 0: no reference, k1 = 0
     token_rewards = grpo.ppo_token_rewards(score, batch.old_logp, ref_logp, batch.mask, cfg.kl_coef)  # r_t
     adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.lam)  # A_t, R_t = A_t + V_old
     if cfg.whiten_adv:
         adv = grpo.whiten(adv, batch.loss_mask)  # batch-level normalisation (choice 11)
-    adv_s = time.time() - t
+    adv_s = time.perf_counter() - t
     ppo_loss = lambda logp, old, rows: grpo.ppo_loss(logp, old, adv[rows], batch.loss_mask[rows], cfg.clip_eps_low,
                                                      cfg.clip_eps_high, cfg.agg, cfg.max_new_tokens)
     value_loss = lambda values, rows: grpo.value_loss(values, old_values[rows], returns[rows], batch.loss_mask[rows],
@@ -803,9 +804,9 @@ def rl_update(models: RLModels, roll: Rollouts, tok, cfg: TrainConfig, device: s
     """Learn from one step's rollout: the only place where GRPO and PPO differ (grpo.py's table)."""
     if cfg.rl == "ppo":  # a critic and GAE; the KL is in the reward
         return ppo_update(models, roll, cfg, device, generator)
-    t = time.time()
+    t = time.perf_counter()
     adv = advantages(roll, tok, cfg)  # GRPO: group-relative advantages; the KL is in the loss
-    adv_s = round(time.time() - t, 3)
+    adv_s = round(time.perf_counter() - t, 3)
     return {**policy_update(models.policy, models.ref, models.optimizer, roll, adv, cfg, device, generator),
             "adv_s": adv_s}
 
@@ -974,10 +975,10 @@ def run_rl(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device:
     metrics.log(stage=stage, models=table, **baseline)
 
     def evaluate(step: int) -> dict:
-        t = time.time()
+        t = time.perf_counter()
         result = evaluate_policy(policy, tok, held_out, cfg, generator)
         shown = " | ".join(f"{k} {v:.3f}" for k, v in result.items())
-        tqdm.write(f"{stage} step {step}: held-out {shown} on {len(held_out)} ({time.time() - t:.0f}s)")
+        tqdm.write(f"{stage} step {step}: held-out {shown} on {len(held_out)} ({time.perf_counter() - t:.0f}s)")
         metrics.log(stage=stage, step=step, eval_n=len(held_out), **{f"eval_{k}": v for k, v in result.items()})
         return result
 
@@ -988,14 +989,14 @@ def run_rl(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device:
             save_checkpoint(os.path.join(out_dir, "critic"), models.critic, None, {**meta, "stage": f"{stage}_critic"})
 
     before = evaluate(0)
-    t0 = time.time()
+    t0 = time.perf_counter()
     bar = tqdm(range(cfg.rl_steps), desc=stage, dynamic_ncols=True, file=sys.stdout)
     step = 0
     for step in bar:
-        if cfg.rl_minutes and time.time() - t0 > 60 * cfg.rl_minutes:
+        if cfg.rl_minutes and time.perf_counter() - t0 > 60 * cfg.rl_minutes:
             tqdm.write(f"rl_minutes={cfg.rl_minutes} reached after {step} of {cfg.rl_steps} steps")
             break
-        t_step = time.time()
+        t_step = time.perf_counter()
         if reset_reference(step, cfg):  # Algorithm 1: pi_ref <- pi_theta
             models.ref.load_state_dict(policy.state_dict())
             # (Algorithm 1 would now retrain the reward model with replay; rule-based rewards need nothing)
@@ -1018,7 +1019,7 @@ def run_rl(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device:
             length_right=masked_mean(lengths, first.correct.flatten() > 0),
             length_wrong=masked_mean(lengths, first.correct.flatten() <= 0),
             truncated_frac=first.truncated.float().mean().item(), rollout_s=round(timer["rollout"], 3),
-            reward_s=round(timer["reward"], 3), step_s=round(time.time() - t_step, 3),
+            reward_s=round(timer["reward"], 3), step_s=round(time.perf_counter() - t_step, 3),
             rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)
         metrics.log(**record)
         tqdm.write(step_line(record))
@@ -1072,7 +1073,7 @@ def main(argv=None) -> dict:
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     os.makedirs(cfg.out_dir, exist_ok=True)
-    t_start = time.time()
+    t_start = time.perf_counter()
 
     # 1. problems, split into train and a held-out test set that shares no question with it
     try:
@@ -1104,7 +1105,7 @@ def main(argv=None) -> dict:
     if cfg.rl == "none":
         # 5. final held-out evaluation on the whole test split
         acc = greedy_pass_at_1(model, tok, test, cfg.template, cfg.max_new_tokens)
-        minutes = (time.time() - t_start) / 60
+        minutes = (time.perf_counter() - t_start) / 60
         metrics.log(stage="final", eval_pass_at_1=acc, eval_n=len(test), minutes=round(minutes, 2))
         print(f"final held-out greedy pass@1: {acc:.3f} on {len(test)} problems | total {minutes:.1f} min")
         print(f"checkpoint: {os.path.join(cfg.out_dir, 'sft')} (model.safetensors and tokenizer.json)")
@@ -1116,7 +1117,7 @@ def main(argv=None) -> dict:
         print(f"\ninterrupted: the last checkpoints in {cfg.out_dir} (sft/, {cfg.rl}/) are kept")
         raise SystemExit(130)
     before, after, memory = rl["before"], rl["after"], rl["memory"]
-    minutes = (time.time() - t_start) / 60
+    minutes = (time.perf_counter() - t_start) / 60
     n = min(cfg.rl_eval_n, len(test))
     metrics.log(stage="final", eval_n=n, sft=before, **{cfg.rl: after}, models=rl["models"], memory=memory,
                 minutes=round(minutes, 2))
