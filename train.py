@@ -12,6 +12,7 @@ replaces it by PPO with a critic (DeepSeekMath Eqs. 1-2), the baseline GRPO was 
     python train.py --preset smoke       # SFT then GRPO in well under a minute (used by the tests)
     python train.py --rl ppo --out_dir runs/ppo   # the default, with PPO in place of GRPO
     python train.py --preset word        # GSM8K-style word problems, a larger model meant for a GPU
+    python train.py --preset word_cpu    # the same task at the default size on a CPU budget (~17 minutes)
     python train.py --help               # every option, with its help line
 
 `sft()`: batch -> forward -> loss on completion tokens only -> backward -> clip -> AdamW step -> log;
@@ -221,6 +222,8 @@ PRESETS = {
     "word": dict(task="word", n_layer=8, n_head=8, n_embd=512, max_seq_len=384, vocab_size=1024, lr=1e-3,
                  sft_steps=5000, sft_minutes=0.0, batch_size=64, max_new_tokens=256, rl_steps=300, rl_minutes=0.0,
                  out_dir="runs/word"),  # a GPU run: step budgets, no time budgets
+    "word_cpu": dict(task="word", vocab_size=512, max_seq_len=288, max_new_tokens=192, batch_size=32, sft_steps=3000,
+                     sft_minutes=9.0, rl_steps=300, rl_minutes=6.0, pass_k=4, out_dir="runs/word_cpu"),  # ~17 min
 }
 
 

@@ -168,3 +168,10 @@ def test_sft_direct_frac_outside_0_1_is_refused(value, capsys):
     with pytest.raises(SystemExit):
         train.parse_config(["--sft_direct_frac", value])
     assert "--sft_direct_frac must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_the_word_cpu_preset_is_the_command_line_of_the_readme_run():
+    cfg = train.parse_config(["--preset", "word_cpu"])
+    assert (cfg.task, cfg.vocab_size, cfg.max_seq_len, cfg.max_new_tokens, cfg.batch_size) == ("word", 512, 288, 192, 32)
+    assert (cfg.sft_steps, cfg.sft_minutes, cfg.rl_steps, cfg.rl_minutes, cfg.pass_k) == (3000, 9.0, 300, 6.0, 4)
+    assert cfg.rl == "grpo" and cfg.sft_direct_frac == 0.5 and cfg.n_embd == 128  # the default cold start and size
