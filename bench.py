@@ -304,11 +304,11 @@ def summarise_run(recs: list[dict]) -> dict:
     }
 
 
-def spread(values: list[float]) -> str:
+def spread(values: list[float], fmt: str = ".3f") -> str:
     """'mean (min-max)' over seeds, or the single value."""
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.fmean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+        return f"{values[0]:{fmt}}"
+    return f"{statistics.fmean(values):{fmt}} ({min(values):{fmt}}-{max(values):{fmt}})"
 
 
 def print_comparison(summary: dict[str, dict[int, dict]], seeds: list[int]) -> None:
@@ -341,7 +341,12 @@ def print_comparison(summary: dict[str, dict[int, dict]], seeds: list[int]) -> N
         total = sum(m.get("params") or 0 for m in r["models"])
         inc = [summary[name][s]["memory"]["rss_increase_mib"] for s in seeds]
         peak = [summary[name][s]["memory"]["peak_rss_mib"] for s in seeds]
-        print(f"| {name} | {models} | {total:,} | {spread(inc)} | {spread(peak)} |")
+        print(f"| {name} | {models} | {total:,} | {spread(inc, '.0f')} | {spread(peak, '.0f')} |")
+    if {"grpo", "ppo"} <= set(names):  # the PPO issue's ratios: GRPO's cost as a fraction of PPO's
+        mean = lambda name, get: statistics.fmean(get(summary[name][s]) for s in seeds)
+        ratios = {"RSS increase": lambda r: r["memory"]["rss_increase_mib"], "seconds per step": lambda r: r["phases"]["step"],
+                  "parameters held": lambda r: sum(m.get("params") or 0 for m in r["models"])}
+        print("GRPO / PPO: " + ", ".join(f"{k} {mean('grpo', f) / mean('ppo', f):.2f}x" for k, f in ratios.items()))
     print("\n## completions: mean length (tokens), first -> last fifth of the run; zero-std groups")
     print("| run | all completions | wrong answers | zero-std group fraction | shows work at the end |")
     print("|---|---|---|---|---|")

@@ -56,7 +56,7 @@ def test_compare_runs_sft_once_then_grpo_and_ppo_from_it_and_resumes(tmp_path, c
     text = capsys.readouterr().out
     assert text.count("$ ") == 3  # SFT, GRPO, PPO
     for words in ("held-out greedy pass@1 by RL step", "| grpo |", "| ppo |", "seconds per RL step by phase",
-                  "RSS increase MiB", "wrong answers"):
+                  "RSS increase MiB", "wrong answers", "GRPO / PPO: RSS increase"):
         assert words in text, words
     grpo_models = next(line for line in text.splitlines() if line.startswith("| grpo | policy ("))
     ppo_models = next(line for line in text.splitlines() if line.startswith("| ppo | policy ("))
