@@ -48,11 +48,16 @@ def decode_completions(tok, roll) -> list[str]:
             for ids, mask in zip(roll.ids.tolist(), roll.mask.tolist())]
 
 
+def pass_rate(texts: list[str], problems: list[tasks.Problem]) -> float:
+    """Fraction of completions (one per problem) that earn the accuracy reward (rewards.accuracy_reward)."""
+    return sum(accuracy_reward(t, p.answer) for t, p in zip(texts, problems)) / len(problems)
+
+
 def greedy_pass_at_1(model, tok, problems: list[tasks.Problem], template: str, max_new_tokens: int,
                      batch_size: int = 256) -> float:
     """Fraction of problems whose greedy completion earns the accuracy reward (rewards.accuracy_reward)."""
-    texts = complete(model, tok, [p.question for p in problems], template, max_new_tokens, batch_size=batch_size)
-    return sum(accuracy_reward(t, p.answer) for t, p in zip(texts, problems)) / len(problems)
+    return pass_rate(complete(model, tok, [p.question for p in problems], template, max_new_tokens,
+                              batch_size=batch_size), problems)
 
 
 def split_completion(text: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ from scratch on generated problems, so this stage is also its pre-training. Stag
 RL") is GRPO with rule-based rewards, DeepSeekMath's Algorithm 1 (arXiv 2402.03300, §4.1.4); `--rl ppo`
 replaces it by PPO with a critic (DeepSeekMath Eqs. 1-2), the baseline GRPO was designed to improve on.
 
-    python train.py                      # the default CPU pipeline: SFT, GRPO, the SFT-vs-GRPO table (~13 min)
+    python train.py                      # the default CPU pipeline: SFT, GRPO, the SFT-vs-GRPO table (~11 min)
     python train.py --preset sft         # SFT only, every target worked (arithmetic, <= 10 minutes on 2 cores)
     python train.py --preset smoke       # SFT then GRPO in well under a minute (used by the tests)
     python train.py --rl ppo --out_dir runs/ppo   # the default, with PPO in place of GRPO
@@ -105,7 +105,7 @@ import grpo
 import rewards
 import tasks
 from model import Critic, ModelConfig, Transformer, generate, left_pad, load_checkpoint, save_checkpoint
-from sample import complete, decode_completions, greedy_pass_at_1, split_completion
+from sample import complete, decode_completions, greedy_pass_at_1, pass_rate, split_completion
 
 try:
     import resource  # peak memory (getrusage); Unix only
@@ -909,7 +909,7 @@ def evaluate_policy(model, tok, problems, cfg: TrainConfig, generator) -> dict:
     vote, grpo.majority_vote: the greedy pass@1 that sharpening alone could reach). "shows_work" is the
     fraction of greedy completions with a non-empty <think> block (choice 15: what GRPO changes first)."""
     texts = complete(model, tok, [p.question for p in problems], cfg.template, cfg.max_new_tokens)
-    out = {"pass_at_1": sum(rewards.accuracy_reward(t, p.answer) for t, p in zip(texts, problems)) / len(problems),
+    out = {"pass_at_1": pass_rate(texts, problems),  # greedy_pass_at_1, reusing the texts for shows_work
            "shows_work": sum(split_completion(t)[0] != "" for t in texts) / len(problems)}
     k = cfg.pass_k
     if k > 1:
@@ -945,11 +945,6 @@ def step_line(r: dict) -> str:
             f"kl {r.get('kl', nan):.4f} clip {r.get('clip_frac', nan):.3f} ent {r.get('entropy', nan):.3f} "
             f"gnorm {r.get('grad_norm', nan):.2f} | {critic}{r['step_s']:.2f}s, rollout {r['rollout_s']:.2f}s "
             f"{r['rollout_tok_s']} tok/s")
-
-
-def masked_mean(x: torch.Tensor, keep: torch.Tensor) -> float | None:
-    """Mean of x where keep is true; None (JSON null) when nothing is kept."""
-    return x[keep].mean().item() if keep.any() else None
 
 
 def set_lr(optimizer, lr: float) -> None:
@@ -1014,13 +1009,14 @@ def run_rl(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device:
         # 2. advantages and 3. mu updates: GRPO (group-relative) or PPO (critic, GAE)
         update = rl_update(models, roll, tok, cfg, device, generator) if roll.rewards.numel() else {}
         lengths = first.mask.sum(-1).float()
+        length_where = lambda keep: grpo.masked_mean(lengths, keep).item() if keep.any() else None  # null: none
         record = dict(
             stage=stage, step=step + 1, lr=lr, reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
             reward_std=first.rewards.std(-1, correction=cfg.std_ddof).mean().item(),
             zero_std_frac=(~grpo.dynamic_sampling_filter(first.rewards)).float().mean().item(),
             groups_used=roll.rewards.size(0), length=lengths.mean().item(),
-            length_right=masked_mean(lengths, first.correct.flatten() > 0),
-            length_wrong=masked_mean(lengths, first.correct.flatten() <= 0),
+            length_right=length_where(first.correct.flatten() > 0),
+            length_wrong=length_where(first.correct.flatten() <= 0),
             truncated_frac=first.truncated.float().mean().item(), rollout_s=round(timer["rollout"], 3),
             reward_s=round(timer["reward"], 3), step_s=round(time.perf_counter() - t_step, 3),
             rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)
