@@ -255,6 +255,17 @@ def train_run(args: list[str], log_path: str) -> None:
         raise SystemExit(f"error: train.py exited with {code}; see {log_path}")
 
 
+def sft_checkpoint(pattern: str, seed: int) -> str:
+    """--sft_from with {seed} filled in; an error naming the flag if the pattern or the directory is wrong."""
+    try:
+        path = pattern.format(seed=seed)
+    except (KeyError, IndexError, ValueError) as e:
+        raise SystemExit(f"error: --sft_from {pattern!r}: the only placeholder allowed is {{seed}} ({e!r})") from None
+    if not os.path.isdir(path):
+        raise SystemExit(f"error: --sft_from {pattern!r}: no checkpoint directory {path} for seed {seed}")
+    return path
+
+
 def run_sweep(runs: dict[str, list[str]], seeds: list[int], out: str, rl_steps: int, extra: list[str],
               sft_from: str = "") -> dict:
     """Per seed: the SFT start once (or sft_from, with {seed} in it), then each named RL run from it.
@@ -264,7 +275,7 @@ def run_sweep(runs: dict[str, list[str]], seeds: list[int], out: str, rl_steps: 
         base = os.path.join(out, f"seed{seed}")
         os.makedirs(base, exist_ok=True)
         common = ["--seed", str(seed), *extra]
-        start = sft_from.format(seed=seed) if sft_from else os.path.join(base, "sft")
+        start = sft_checkpoint(sft_from, seed) if sft_from else os.path.join(base, "sft")
         if not sft_from and not finished(base):
             train_run(["--rl", "none", "--out_dir", base, *common], os.path.join(base, "train.log"))
         for name, flags in runs.items():

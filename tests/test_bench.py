@@ -69,3 +69,13 @@ def test_compare_runs_sft_once_then_grpo_and_ppo_from_it_and_resumes(tmp_path, c
                 "--sft_from", sft, "--", "--preset", "smoke", "--threads", "1"])
     text = capsys.readouterr().out
     assert text.count("$ ") == 2 and f"--init_from {sft.format(seed=0)}" in text  # no SFT: the given one is reused
+
+
+def test_sft_from_names_a_bad_pattern_or_a_missing_checkpoint(tmp_path):
+    import pytest
+    with pytest.raises(SystemExit, match="only placeholder allowed is {seed}"):
+        bench.sft_checkpoint(str(tmp_path / "s{sed}"), 0)
+    with pytest.raises(SystemExit, match="no checkpoint directory .*s3 for seed 3"):
+        bench.sft_checkpoint(str(tmp_path / "s{seed}"), 3)
+    (tmp_path / "s3").mkdir()
+    assert bench.sft_checkpoint(str(tmp_path / "s{seed}"), 3) == str(tmp_path / "s3")
