@@ -207,7 +207,11 @@ def test_smoke_pipeline_runs_sft_then_grpo_logs_every_step_and_prints_the_table(
     for key in ("reward", "accuracy", "reward_std", "zero_std_frac", "length", "truncated_frac", "step_s",
                 "rollout_s", "rollout_tok_s"):
         assert all(key in r for r in steps), key
+    for r in steps:  # the mean length of right and of wrong completions; null when there are none
+        assert (r["length_right"] is None) == (r["accuracy"] == 0) and (r["length_wrong"] is None) == (r["accuracy"] == 1)
+        assert all(v is None or 1 <= v <= 48 for v in (r["length_right"], r["length_wrong"]))  # smoke: 48 new tokens
     evals = [r for r in records if r["stage"] == "grpo" and "eval_pass_at_1" in r]
+    assert all(0 <= r["eval_shows_work"] <= 1 for r in evals)
     assert [r["step"] for r in evals] == [0, 2, 4] and all("eval_pass_at_2" in r for r in evals)
     assert all(0 <= r["eval_cons_at_2"] <= r["eval_pass_at_2"] for r in evals)  # a majority answer is a sampled one
     printed = capsys.readouterr().out
