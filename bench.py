@@ -5,6 +5,7 @@
     python bench.py ppo           # seconds per step of GRPO and of PPO side by side, and the models each holds
     python bench.py compare       # GRPO against PPO: whole RL runs from one SFT model, per seed (--seeds 0 1 2)
     python bench.py variants      # DeepSeekMath GRPO, Dr. GRPO, DAPO-style, process supervision, the same way
+    python bench.py memory        # peak memory of GRPO and of PPO steps at one model size, each in its process
 
 The speed benchmarks run the compared variants side by side in one process, on the same inputs, and
 report medians over repeats, so a noisy machine shifts both numbers alike. `compare` and `variants` run
@@ -409,6 +410,77 @@ def bench_sweep(args, runs: dict[str, list[str]]):
         plot_comparison(summary, args.seeds, os.path.join(args.out, f"{args.bench}.png"))
 
 
+# ---------------------------------------------------------------------------------------------
+# Peak memory of an RL step: GRPO against PPO at one model size
+# ---------------------------------------------------------------------------------------------
+def bench_memory(args):
+    """The peak memory of GRPO's and PPO's steps at equal model size, each algorithm in its own train.py process.
+
+    First a checkpoint of the chosen size (`--rl none`, one SFT step: the weights' values do not matter
+    for memory), then `--rl_steps` steps of each algorithm from it with the same questions, B x G
+    completions and generation budget, gradient accumulation over --micro_batch completions and sampling in
+    chunks of --forward_chunk, so that activations and the KV cache stay small and the models' weights,
+    gradients and AdamW moments dominate, as they do at LLM scale. The evaluations are one problem each.
+    Reports the process's peak RSS over the RL stage (CUDA: peak allocated), its increase over the RSS just
+    before the stage (the policy already loaded) and over the RSS before any model existed, and the ratios.
+    """
+    size = ["--n_layer", str(args.n_layer), "--n_head", str(args.n_head), "--n_embd", str(args.n_embd)]
+    small = ["--n_train", "2000", "--n_test", "8", "--seed", str(args.seed)]  # a small split: memory, not accuracy
+    init = os.path.join(args.out, "init")
+    os.makedirs(init, exist_ok=True)
+    if not finished(init):
+        train_run(["--rl", "none", "--sft_steps", "1", "--sft_minutes", "0", "--batch_size", "2", "--warmup_steps", "1",
+                   "--eval_every", "1000", "--eval_n", "1", "--out_dir", init, *size, *small, *args.train_args],
+                  os.path.join(init, "train.log"))
+    rl = ["--init_from", os.path.join(init, "sft"), "--rl_steps", str(args.steps), "--rl_minutes", "0",
+          "--prompts_per_step", str(args.prompts), "--group_size", str(args.group),
+          "--max_new_tokens", str(args.max_new_tokens), "--overlong_cache", str(min(16, args.max_new_tokens)),
+          "--micro_batch", str(args.micro_batch), "--forward_chunk", str(args.forward_chunk),
+          "--rl_eval_n", "1", "--rl_eval_every", str(args.steps + 1), "--pass_k", "1", *small, *args.train_args]
+    final = {}
+    for algo in ("grpo", "ppo"):
+        run_dir = os.path.join(args.out, algo)
+        if not finished(run_dir):
+            os.makedirs(run_dir, exist_ok=True)
+            train_run([*rl, "--rl", algo, "--out_dir", run_dir], os.path.join(run_dir, "train.log"))
+        recs = read_metrics(os.path.join(run_dir, "metrics.jsonl"))
+        final[algo] = next(r for r in recs if r.get("stage") == "final")
+        final[algo]["step_s"] = statistics.fmean(r["step_s"] for r in recs if r.get("stage") == algo and "step_s" in r)
+    print_memory(final, args)
+    with open(os.path.join(args.out, "summary.json"), "w") as f:
+        json.dump(final, f, indent=1)
+
+
+def print_memory(final: dict[str, dict], args) -> None:
+    """The memory table: models and their states, the measured peaks, and GRPO / PPO."""
+    params = final["grpo"]["models"][0]["params"]
+    print(f"\n## peak memory of an RL step: {params:,}-parameter policy (L{args.n_layer} H{args.n_head} "
+          f"D{args.n_embd}), {args.prompts} x G={args.group} completions of up to {args.max_new_tokens} tokens, "
+          f"micro-batch {args.micro_batch or 'whole'}, forward chunk {args.forward_chunk or 'whole'}, "
+          f"{args.steps} steps")
+    cuda = "cuda_increase_mib" in final["grpo"]["memory"]
+    head = "| | models held (parameters) | weights + grads + AdamW MiB | RSS before policy | RSS before RL | peak RSS " \
+           "| increase over before RL | increase with the policy | s/step |"
+    print(head + (" CUDA peak allocated MiB |" if cuda else ""))
+    print("|---" * (head.count("|") - 1 + cuda) + "|")
+    for algo, r in final.items():
+        m = r["memory"]
+        models = ", ".join(f"{x['model']} ({x['params']:,})" for x in r["models"] if x["params"])
+        states = sum(x["mib"] for x in r["models"])
+        row = (f"| {algo} | {models} | {states:.0f} | {m['rss_before_policy_mib']:.0f} | {m['rss_before_mib']:.0f} | "
+               f"{m['peak_rss_mib']:.0f} | {m['rss_increase_mib']:.0f} | {m['rss_increase_with_policy_mib']:.0f} | "
+               f"{r['step_s']:.1f} |")
+        print(row + (f" {m['cuda_peak_allocated_mib']:.0f} |" if cuda else ""))
+    g, p = final["grpo"]["memory"], final["ppo"]["memory"]
+    ratios = {"peak RSS": "peak_rss_mib", "increase over the RSS before RL": "rss_increase_mib",
+              "increase with the policy": "rss_increase_with_policy_mib"}
+    if cuda:
+        ratios["CUDA peak allocated"] = "cuda_peak_allocated_mib"
+    print("GRPO / PPO: " + ", ".join(f"{k} {g[v] / p[v]:.2f}x" for k, v in ratios.items()))
+    if not (g["peak_rss_reset"] and p["peak_rss_reset"]):
+        print("(the peak RSS mark could not be reset: the peaks are the processes' own, SFT's load included)")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="bench", required=True)
@@ -446,11 +518,26 @@ def main(argv=None):
                             "training them, {seed} filled in: e.g. runs/default_s{seed}/sft (same config and seed)")
         parser.add_argument("--no_plot", action="store_true", help="skip the plot (it needs matplotlib)")
         parser.add_argument("train_args", nargs="*", help="after --: flags for every train.py run")
+    m = sub.add_parser("memory", help="peak memory of GRPO and of PPO steps at one model size, each in its process")
+    m.add_argument("--n_layer", type=int, default=8)
+    m.add_argument("--n_head", type=int, default=16)
+    m.add_argument("--n_embd", type=int, default=1024)
+    m.add_argument("--prompts", type=int, default=4, help="prompts per step (B)")
+    m.add_argument("--group", type=int, default=8, help="completions per prompt (G)")
+    m.add_argument("--max_new_tokens", type=int, default=64)
+    m.add_argument("--micro_batch", type=int, default=1, help="completions per forward + backward pass (0: all)")
+    m.add_argument("--forward_chunk", type=int, default=8, help="completions per no-grad forward pass (0: all)")
+    m.add_argument("--steps", type=int, default=2, help="RL steps of each algorithm")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", default="runs/memory", help="init/ (the checkpoint), grpo/ and ppo/ (the runs)")
+    m.add_argument("train_args", nargs="*", help="after --: flags for every train.py run")
     args = p.parse_args(argv)
     if getattr(args, "threads", 0):
         torch.set_num_threads(args.threads)
     if args.bench in ("compare", "variants"):
         return bench_sweep(args, COMPARE if args.bench == "compare" else VARIANTS)
+    if args.bench == "memory":
+        return bench_memory(args)
     {"sampling": bench_sampling, "grpo": bench_grpo, "ppo": bench_ppo}[args.bench](args)
 
 

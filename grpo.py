@@ -58,10 +58,10 @@ Deliberate choices where the papers leave a point open ([NV] in EQUATIONS.md):
      fixed at rollout time (InstructGPT's convention; the paper writes pi_theta and does not say).
   7. Aggregation (`aggregate`): "seq_mean" (GRPO Eq. 3) averages over the rows that have at least one
      token, so rows removed by overlong filtering drop out of the 1/G instead of counting as zeros.
-     "token_mean" (DAPO Eq. 12) divides by the number of tokens in the micro-batch passed in (not per
-     group as DAPO prints it, not the global batch as TRL does): with gradient accumulation over unequal
-     micro-batches it is therefore not exactly the token mean of the whole batch. "constant" (Dr. GRPO)
-     divides by N * max_len, counting every row.
+     "token_mean" (DAPO Eq. 12) divides by the number of tokens in the minibatch (not per group as DAPO
+     prints it, not the global batch as TRL does). "constant" (Dr. GRPO) divides by N * max_len, counting
+     every row. With gradient accumulation (train.py --micro_batch) each micro-batch's loss is weighted by
+     `aggregate_weight`, so the accumulated gradient is exactly that of the whole minibatch in all three.
   8. Clip: eps_high defaults to eps_low (symmetric, GRPO); DAPO uses 0.2 / 0.28. DeepSeekMath does not
      state its eps (with one update per rollout the ratio is 1 and the clip never acts); R1 reports 10.
   9. Temperature: pi_theta, pi_old and pi_ref are all the tempered distribution softmax(logits / tau)
@@ -314,6 +314,27 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean
     if max_len is None:
         raise ValueError("mode='constant' needs max_len (Dr. GRPO divides by the generation budget)")
     return masked_sum(per_token, mask) / (mask.size(0) * max_len)  # sum_{i,t} x / (N * L_max)
+
+
+def aggregate_weight(part_mask: torch.Tensor, whole_mask: torch.Tensor, mode: str = "seq_mean") -> float:
+    """The share w_k of a micro-batch k of rows in the aggregate of the whole minibatch (choice 7):
+
+        aggregate(x, whole) = sum_k w_k * aggregate(x_k, part_k)     (gradient accumulation, exactly)
+
+        seq_mean    w_k = (rows of part k with a token) / (rows of the whole with a token)
+        token_mean  w_k = (tokens of part k) / (tokens of the whole)
+        constant    w_k = (rows of part k) / (rows of the whole)   (N * max_len: max_len is shared)
+
+    0 where the whole has nothing to average (its aggregate is 0 then anyway).
+    """
+    _check_choice("mode", mode, AGGREGATIONS)
+    if mode == "seq_mean":
+        part, whole = part_mask.any(-1).sum(), whole_mask.any(-1).sum()
+    elif mode == "token_mean":
+        part, whole = part_mask.sum(), whole_mask.sum()
+    else:
+        part, whole = part_mask.size(0), whole_mask.size(0)
+    return float(part) / float(whole) if whole else 0.0
 
 
 # ---------------------------------------------------------------------------------------------

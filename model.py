@@ -348,14 +348,26 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 @torch.no_grad()
 def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | None = None) -> Rollout:
+             generator: torch.Generator | None = None, max_batch: int | None = None) -> Rollout:
     """Sample a completion for every prompt in one batched, KV-cached loop.
 
     temperature 0 means greedy (argmax). Each row stops at its first EOS (kept, and masked as a real
     token, because the policy must learn to stop) or after max_new_tokens (then truncated=True).
+    max_batch: sample at most this many rows at a time (the KV cache grows with the rows), one loop per
+    chunk, the results right-padded to a common length; greedy rows are the same either way, sampled
+    ones differ (the generator's draws are consumed chunk by chunk).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
+    if max_batch is not None and max_batch < 1:
+        raise ValueError(f"max_batch={max_batch} must be >= 1 (None: all rows at once)")
+    if max_batch is not None and len(prompts) > max_batch:
+        parts = [generate(model, prompts[i:i + max_batch], max_new_tokens, eos_id, pad_id, temperature, top_k, top_p,
+                          generator) for i in range(0, len(prompts), max_batch)]
+        T = max(p.ids.size(1) for p in parts)
+        pad = lambda x, value: F.pad(x, (0, T - x.size(1)), value=value)
+        return Rollout(torch.cat([pad(p.ids, pad_id) for p in parts]), torch.cat([pad(p.mask, False) for p in parts]),
+                       torch.cat([p.truncated for p in parts]), torch.cat([pad(p.logprobs, 0.0) for p in parts]))
     device = model.tok_emb.weight.device
     ids, valid = left_pad(prompts, pad_id, device)
     B, P = ids.shape

@@ -72,7 +72,11 @@ PPO (`--rl ppo`), the baseline (DeepSeekMath §4.1 Eqs. 1-2; the papers leave th
  13. PPO refuses `--dynamic_sampling` (a GRPO filter: a group of equal rewards has zero group-relative
      advantage, yet PPO learns from it) and `--supervision process`; `--adv_scale` is GRPO's and PPO ignores it.
  14. Memory (`model_table`, `memory_baseline`, `memory_record`): the models each algorithm holds with their
-     parameters are printed when the RL stage starts; the RSS before it and the peak after it are recorded.
+     parameters are printed when the RL stage starts; the RSS before it (and before the policy was created)
+     and the peak after it are recorded. `--micro_batch` (gradient accumulation, exact: `accumulate`) and
+     `--forward_chunk` (sampling and the no-grad passes in chunks) bound the activations and the KV cache,
+     so that at a large model size the peak is the models' weights, gradients and AdamW moments, where
+     the 3 models of PPO against GRPO's 2 show (`python bench.py memory`).
 
 The default cold start:
  15. The default cold start is mixed (`--sft_direct_frac 0.5`): half the SFT targets, drawn by seed, are the
@@ -176,6 +180,12 @@ class TrainConfig:
     clip_eps_high: float = opt(0.2, "clip range above 1 of the ratio (DAPO clip-higher: 0.28)")
     mu: int = opt(1, "policy updates per rollout, i.e. GRPO iterations (DeepSeekMath: 1)")
     minibatches: int = opt(1, "split each rollout into this many minibatches, one optimizer step each (R1: 16)")
+    micro_batch: int = opt(0, "gradient accumulation: at most this many completions per forward and backward pass "
+                           "of an update, one optimizer step per minibatch all the same (0: the whole minibatch). "
+                           "Lowers the peak memory, not the result")
+    forward_chunk: int = opt(0, "at most this many completions per forward pass without gradient: the rollout's "
+                             "sampling and its pi_old / pi_ref log-probs and critic values (0: all at once). Lowers "
+                             "the peak memory; the sampled completions differ, the log-probs do not")
     iterations: int = opt(1, "I, outer iterations of Algorithm 1: the reference is reset to the policy at the "
                           "start of each, rl_steps / iterations steps apart")
     ref_reset_every: int = opt(0, "also reset the reference to the policy every N steps (R1: 400); 0: off")
@@ -218,7 +228,8 @@ PRESETS = {
                   warmup_steps=5, eval_every=15, eval_n=20, vocab_size=128, out_dir="runs/smoke", rl_steps=4,
                   rl="grpo", prompts_per_step=4, group_size=4, rl_eval_every=2, rl_eval_n=20, pass_k=2,
                   max_new_tokens=48),
-    "sft": dict(rl="none", sft_direct_frac=0.0, sft_steps=1600, sft_minutes=8.8, n_head=8, out_dir="runs/sft"),
+    "sft": dict(rl="none", sft_direct_frac=0.0, sft_steps=3200, batch_size=32, sft_minutes=8.8, n_head=8,
+                out_dir="runs/sft"),  # batches of 32 pad less than 64: more examples in the same minutes (README)
     "word": dict(task="word", n_layer=8, n_head=8, n_embd=512, max_seq_len=384, vocab_size=1024, lr=1e-3,
                  sft_steps=5000, sft_minutes=0.0, batch_size=64, max_new_tokens=256, rl_steps=300, rl_minutes=0.0,
                  out_dir="runs/word"),  # a GPU run: step budgets, no time budgets
@@ -273,7 +284,8 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
                  "rl_eval_n", "pass_k", "overlong_cache"):
         if getattr(cfg, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every"):
+    for name in ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every",
+                 "micro_batch", "forward_chunk"):
         if getattr(cfg, name) < 0:
             parser.error(f"--{name} must be >= 0, got {getattr(cfg, name)}")
     for name in ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p"):
@@ -526,7 +538,8 @@ def sample_groups(policy, tok, problems, cfg: TrainConfig, generator, timer: dic
     was_training = policy.training
     policy.eval()
     roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,
-                    top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator)
+                    top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator,
+                    max_batch=cfg.forward_chunk or None)
     policy.train(was_training)
     timer["rollout"] = timer.get("rollout", 0.0) + time.perf_counter() - t
     timer["tokens"] = timer.get("tokens", 0) + int(roll.mask.sum())
@@ -668,6 +681,13 @@ class Batch:
         return grpo.completion_values(critic, self.prompt_ids[rows], self.prompt_valid[rows], self.ids[rows],
                                       self.mask[rows])
 
+    def all_rows(self, per_rows, chunk: int) -> torch.Tensor:
+        """per_rows(rows) for every row, at most `chunk` rows per call (0: one call), concatenated: (N, T)."""
+        N = self.ids.size(0)
+        if not chunk or chunk >= N:
+            return per_rows(slice(None))  # all N rows, without copying
+        return torch.cat([per_rows(slice(i, i + chunk)) for i in range(0, N, chunk)])
+
 
 def rollout_batch(policy, ref, roll: Rollouts, cfg: TrainConfig, device: str, need_old: bool) -> Batch:
     """The rollout as a Batch, with pi_old's log-probs (if need_old) and pi_ref's (if kl_coef > 0) under no_grad.
@@ -679,12 +699,12 @@ def rollout_batch(policy, ref, roll: Rollouts, cfg: TrainConfig, device: str, ne
     batch = Batch(prompt_ids, prompt_valid, ids, mask,
                   grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter))
     t = time.perf_counter()
-    everything = slice(None)  # all N rows, without copying
     with torch.no_grad(), autocast(device):
-        if need_old:
-            batch.old_logp = batch.logprobs(policy, everything, cfg.temperature)  # pi_old, before any update
-        if cfg.kl_coef > 0:
-            batch.ref_logp = batch.logprobs(ref, everything, cfg.temperature)  # pi_ref, never with gradient
+        if need_old:  # pi_old, before any update
+            batch.old_logp = batch.all_rows(lambda rows: batch.logprobs(policy, rows, cfg.temperature),
+                                            cfg.forward_chunk)
+        if cfg.kl_coef > 0:  # pi_ref, never with gradient
+            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, cfg.temperature), cfg.forward_chunk)
     batch.logprob_s = time.perf_counter() - t
     return batch
 
@@ -693,9 +713,61 @@ def optimizer_step(model, optimizer, loss: torch.Tensor, grad_clip: float) -> fl
     """backward, clip the global gradient norm to grad_clip (0: no clip), one optimizer step; the norm before."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    return clip_and_step(model, optimizer, grad_clip)
+
+
+def clip_and_step(model, optimizer, grad_clip: float) -> float:
+    """Clip the gradients already in model (the global norm, to grad_clip; 0: no clip), one optimizer step;
+    the norm before the clip."""
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf")).item()
     optimizer.step()
     return norm
+
+
+def micro_batches(rows: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+    """A minibatch's rows in micro-batches of at most `size` rows (0: one micro-batch, the whole)."""
+    return rows.split(size) if size else (rows,)
+
+
+def accumulate(model, optimizer, rows: torch.Tensor, size: int, loss_of, weight_of, grad_clip: float):
+    """One optimizer step on the loss of a minibatch, by gradient accumulation over its micro-batches:
+
+        grad = sum_k w_k * grad loss(part_k),  w_k = grpo.aggregate_weight(part_k, whole)
+
+    which is the gradient of loss(whole rows) exactly (up to float rounding), while only one micro-batch's
+    activations are held at a time. loss_of(part) -> (loss, stats); weight_of(part) -> w_k.
+    Returns (sum_k w_k * loss_k, [(w_k, stats_k)], the gradient norm before the clip).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    total, parts = 0.0, []
+    for part in micro_batches(rows, size):
+        w = weight_of(part)
+        loss, stats = loss_of(part)
+        (w * loss).backward()
+        total += w * loss.item()
+        parts.append((w, stats))
+    return total, parts, clip_and_step(model, optimizer, grad_clip)
+
+
+def combine_stats(parts: list[tuple[float, dict]]) -> dict:
+    """The statistics of a minibatch from those of its micro-batches: the objective as the loss (weighted by
+    w_k), the token counts summed, the ratio's extremes as extremes, the rest (token means) weighted by tokens."""
+    if len(parts) == 1:
+        return dict(parts[0][1])
+    stats = [s for _, s in parts]
+    tokens = [s["tokens"] for s in stats]
+    out = {}
+    for key in stats[0]:
+        values = [s[key] for s in stats]
+        if key == "tokens":
+            out[key] = sum(values)
+        elif key in ("ratio_min", "ratio_max"):
+            out[key] = (min if key == "ratio_min" else max)(values)
+        elif key == "objective":
+            out[key] = sum(w * v for (w, _), v in zip(parts, values))
+        else:
+            out[key] = sum(t * v for t, v in zip(tokens, values)) / max(sum(tokens), 1)
+    return out
 
 
 def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainConfig, generator,
@@ -705,31 +777,45 @@ def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainCon
         one AdamW step of the policy on policy_loss(logp, old_logp, rows) -> (loss, stats)
         with PPO, then one AdamW step of the critic on vf_coef * critic_loss(values, rows)
 
+    each step's gradient accumulated over micro-batches of at most cfg.micro_batch rows (`accumulate`).
+
     Returns the mean of each statistic over the updates (the ratio's extremes: min and max) and the seconds
     of the policy's updates (update_s) and of the critic's (critic_s).
     """
     device = batch.ids.device.type
     N = batch.ids.size(0)
     logs, seconds = [], {"update_s": 0.0, "critic_s": 0.0}
+    entropy = []  # sum of -log pi_old over the sampled tokens, per micro-batch of the current minibatch
+
+    def policy_part(part):  # the policy's loss on one micro-batch
+        with autocast(device):
+            logp = batch.logprobs(models.policy, part, cfg.temperature)  # log pi_theta, with gradient
+            old = logp.detach() if batch.old_logp is None else batch.old_logp[part]
+            entropy.append(grpo.masked_sum(-old.double(), batch.mask[part]).item())  # E[-log pi], sampled tokens
+            return policy_loss(logp, old, part)
+
+    def critic_part(part):  # the critic's loss on one micro-batch, scaled by vf_coef
+        with autocast(device):
+            v_loss = critic_loss(batch.values(models.critic, part), part)  # L_V, with gradient
+            return cfg.vf_coef * v_loss, {"value_loss": v_loss.item()}
+
     for _ in range(cfg.mu):  # for GRPO iteration = 1..mu
         order = torch.randperm(N, generator=generator).to(batch.ids.device)
         for rows in order.chunk(min(cfg.minibatches, N)):
             t = time.perf_counter()
-            with autocast(device):
-                logp = batch.logprobs(models.policy, rows, cfg.temperature)  # log pi_theta, with gradient
-                old = logp.detach() if batch.old_logp is None else batch.old_logp[rows]
-                loss, stats = policy_loss(logp, old, rows)
-            stats["grad_norm"] = optimizer_step(models.policy, models.optimizer, loss, cfg.grad_clip)
-            stats["loss"] = loss.item()
-            stats["entropy"] = -grpo.masked_mean(old.float(), batch.mask[rows]).item()  # E[-log pi], sampled tokens
+            entropy.clear()
+            weight = lambda part: grpo.aggregate_weight(batch.loss_mask[part], batch.loss_mask[rows], cfg.agg)
+            loss, parts, norm = accumulate(models.policy, models.optimizer, rows, cfg.micro_batch, policy_part,
+                                           weight, cfg.grad_clip)
+            stats = {**combine_stats(parts), "grad_norm": norm, "loss": loss,
+                     "entropy": sum(entropy) / max(int(batch.mask[rows].sum()), 1)}
             seconds["update_s"] += time.perf_counter() - t
-            if critic_loss is not None:
+            if critic_loss is not None:  # the value loss is a token mean (grpo.value_loss)
                 t = time.perf_counter()
-                with autocast(device):
-                    v_loss = critic_loss(batch.values(models.critic, rows), rows)  # L_V, with gradient
-                stats["critic_grad_norm"] = optimizer_step(models.critic, models.critic_optimizer,
-                                                           cfg.vf_coef * v_loss, cfg.grad_clip)
-                stats["value_loss"] = v_loss.item()
+                weight = lambda part: grpo.aggregate_weight(batch.loss_mask[part], batch.loss_mask[rows], "token_mean")
+                _, parts, stats["critic_grad_norm"] = accumulate(models.critic, models.critic_optimizer, rows,
+                                                                 cfg.micro_batch, critic_part, weight, cfg.grad_clip)
+                stats["value_loss"] = sum(w * s["value_loss"] for w, s in parts)
                 seconds["critic_s"] += time.perf_counter() - t
             logs.append(stats)
     # mean over the updates, except the extremes of the ratio
@@ -777,7 +863,7 @@ def ppo_update(models: RLModels, roll: Rollouts, cfg: TrainConfig, device: str, 
     batch = rollout_batch(models.policy, models.ref, roll, cfg, device, need_old=True)  # Eq. 2 needs pi_old
     t = time.perf_counter()
     with torch.no_grad(), autocast(device):
-        old_values = batch.values(models.critic, slice(None))  # V_old(s_t), (N, T)
+        old_values = batch.all_rows(lambda rows: batch.values(models.critic, rows), cfg.forward_chunk)  # V_old(s_t)
     values_s, t = time.perf_counter() - t, time.perf_counter()
     score = roll.rewards.flatten().to(device)  # (N,) the rule-based reward r_phi(q, o) of each completion
     ref_logp = batch.old_logp if batch.ref_logp is None else batch.ref_logp  # kl_coef 0: no reference, k1 = 0
@@ -1081,6 +1167,7 @@ def main(argv=None) -> dict:
         raise SystemExit(f"error: {e}") from None
     print(f"{len(train)} training problems, {len(test)} held-out test problems ({cfg.task})")
     metrics = Metrics(os.path.join(cfg.out_dir, "metrics.jsonl"))
+    rss_before_policy = rss_mib()  # the runtime and the data, before any model exists
     if cfg.init_from:
         model, tok = load_start(cfg, device)
         print(f"model: {model.num_params():,} parameters from {cfg.init_from}; device {device}")
@@ -1116,6 +1203,8 @@ def main(argv=None) -> dict:
         print(f"\ninterrupted: the last checkpoints in {cfg.out_dir} (sft/, {cfg.rl}/) are kept")
         raise SystemExit(130)
     before, after, memory = rl["before"], rl["after"], rl["memory"]
+    memory["rss_before_policy_mib"] = rss_before_policy  # then the increase counts the policy's weights too
+    memory["rss_increase_with_policy_mib"] = round(memory["peak_rss_mib"] - rss_before_policy, 1)
     minutes = (time.perf_counter() - t_start) / 60
     n = min(cfg.rl_eval_n, len(test))
     metrics.log(stage="final", eval_n=n, sft=before, **{cfg.rl: after}, models=rl["models"], memory=memory,

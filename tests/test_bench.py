@@ -79,3 +79,28 @@ def test_sft_from_names_a_bad_pattern_or_a_missing_checkpoint(tmp_path):
         bench.sft_checkpoint(str(tmp_path / "s{seed}"), 3)
     (tmp_path / "s3").mkdir()
     assert bench.sft_checkpoint(str(tmp_path / "s{seed}"), 3) == str(tmp_path / "s3")
+
+
+def test_memory_benchmark_runs_grpo_and_ppo_in_their_own_processes_from_one_checkpoint(tmp_path, capsys):
+    out = str(tmp_path / "mem")
+    args = ["memory", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--prompts", "2", "--group", "2",
+            "--max_new_tokens", "8", "--steps", "1", "--micro_batch", "1", "--forward_chunk", "2", "--out", out,
+            "--", "--threads", "1", "--vocab_size", "128"]
+    bench.main(args)
+    text = capsys.readouterr().out
+    assert text.count("$ ") == 3 and "--rl none" in text  # the checkpoint, then GRPO and PPO from it
+    assert "--micro_batch 1 --forward_chunk 2" in text
+    grpo_row = next(line for line in text.splitlines() if line.startswith("| grpo | policy ("))
+    ppo_row = next(line for line in text.splitlines() if line.startswith("| ppo | policy ("))
+    assert "critic (" not in grpo_row and "critic (" in ppo_row
+    for words in ("peak memory of an RL step", "increase with the policy", "GRPO / PPO: peak RSS"):
+        assert words in text, words
+    import json
+    summary = json.load(open(tmp_path / "mem" / "summary.json"))
+    for algo in ("grpo", "ppo"):
+        memory = summary[algo]["memory"]
+        assert memory["peak_rss_mib"] >= memory["rss_before_mib"] > 0 and memory["rss_before_policy_mib"] > 0
+        assert memory["rss_increase_with_policy_mib"] == round(memory["peak_rss_mib"] - memory["rss_before_policy_mib"],
+                                                               1)
+    bench.main(args)  # finished runs are not run again
+    assert "$ " not in capsys.readouterr().out

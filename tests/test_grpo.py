@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from grpo import (aggregate, broadcast_outcome_advantage, clip_fraction, clipped_surrogate, completion_logprobs,
+from grpo import (aggregate, aggregate_weight, broadcast_outcome_advantage, clip_fraction, clipped_surrogate, completion_logprobs,
                   completion_mask, dynamic_sampling_filter, gae, gradient_coefficient, group_advantages,
                   grpo_gradient_coefficient, grpo_loss, grpo_objective, kl_k1, kl_k2, kl_k3, masked_mean, masked_sum,
                   majority_vote, pass_at_k, policy_ratio, ppo_loss, ppo_token_rewards, process_advantages,
@@ -266,6 +266,30 @@ def test_aggregate_seq_mean_token_mean_and_constant_on_hand_numbers():
     assert aggregate(PER_TOKEN, AGG_MASK, "token_mean").item() == 2.5
     # constant: 10 / (N * max_len) = 10 / (3 * 5) = 0.6667, every row counted
     assert aggregate(PER_TOKEN, AGG_MASK, "constant", max_len=5).item() == pytest.approx(10 / 15)
+
+
+def test_aggregate_weight_splits_each_aggregate_exactly_over_micro_batches():
+    # micro-batches: rows {0, 1} and row {2} of AGG_MASK (3 + 1 tokens, then an empty row)
+    first, second = AGG_MASK[:2], AGG_MASK[2:]
+    # seq_mean: 2 rows with tokens of 2, and 0 of 2;  token_mean: 4 tokens of 4, 0 of 4;  constant: 2 rows of 3, 1 of 3
+    assert (aggregate_weight(first, AGG_MASK, "seq_mean"), aggregate_weight(second, AGG_MASK, "seq_mean")) == (1.0, 0.0)
+    assert (aggregate_weight(first, AGG_MASK, "token_mean"), aggregate_weight(second, AGG_MASK, "token_mean")) == (1, 0)
+    assert aggregate_weight(first, AGG_MASK, "constant") == pytest.approx(2 / 3)
+    assert aggregate_weight(second, AGG_MASK, "constant") == pytest.approx(1 / 3)
+    # a split through the tokens: rows {0} and {1}: seq_mean 1/2 each, token_mean 3/4 and 1/4
+    assert aggregate_weight(AGG_MASK[1:2], AGG_MASK[:2], "seq_mean") == 0.5
+    assert aggregate_weight(AGG_MASK[:1], AGG_MASK[:2], "token_mean") == 0.75
+    assert aggregate_weight(AGG_MASK[2:], AGG_MASK[2:], "token_mean") == 0.0  # nothing to average: weight 0
+    # the identity gradient accumulation rests on, for random numbers and uneven micro-batches
+    torch.manual_seed(0)
+    x = torch.randn(7, 5, dtype=torch.float64)
+    mask = torch.rand(7, 5) < 0.6
+    mask[3] = False  # a row without tokens
+    for mode in ("seq_mean", "token_mean", "constant"):
+        whole = aggregate(x, mask, mode, max_len=5)
+        parts = [slice(0, 3), slice(3, 4), slice(4, 7)]
+        split = sum(aggregate_weight(mask[p], mask, mode) * aggregate(x[p], mask[p], mode, max_len=5) for p in parts)
+        assert split.item() == pytest.approx(whole.item(), abs=1e-12), mode
 
 
 def test_aggregate_names_the_allowed_modes_and_constant_needs_max_len():

@@ -104,6 +104,22 @@ def test_cached_batched_greedy_returns_exactly_the_tokens_of_uncached_greedy():
         assert bool(roll.truncated[i]) == (ref[-1] != EOS)
 
 
+def test_generate_in_chunks_of_max_batch_rows_gives_the_same_greedy_rows_padded_alike():
+    model = bias_eos(tiny(seed=3).double(), 1.0)  # rows end at different lengths
+    prompts = [[5, 6, 7, 8, 9], [10], [11, 12, 13], [14, 15, 16, 17, 18, 19, 20, 21], [22, 23]]
+    whole = generate(model, prompts, max_new_tokens=12, eos_id=EOS, pad_id=PAD, temperature=0)
+    for max_batch in (1, 2, 4, 5, 99):
+        part = generate(model, prompts, max_new_tokens=12, eos_id=EOS, pad_id=PAD, temperature=0, max_batch=max_batch)
+        assert part.ids.equal(whole.ids) and part.mask.equal(whole.mask) and part.truncated.equal(whole.truncated)
+        assert torch.allclose(part.logprobs, whole.logprobs, atol=1e-12)
+    sampled = generate(model, prompts * 3, 6, EOS, PAD, temperature=1.0, generator=torch.Generator().manual_seed(0),
+                       max_batch=4)
+    assert sampled.ids.shape == sampled.mask.shape and sampled.ids.size(0) == 15
+    assert (sampled.ids[~sampled.mask] == PAD).all()
+    with pytest.raises(ValueError, match="max_batch=0 must be >= 1"):
+        generate(model, prompts, 4, EOS, PAD, temperature=0, max_batch=0)
+
+
 def test_generate_stops_each_row_at_eos_and_reports_truncation():
     model = bias_eos(tiny(), 3.0)  # EOS likely but not certain, so rows end at different times
     torch.manual_seed(0)

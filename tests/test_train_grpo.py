@@ -181,6 +181,8 @@ def test_overlong_filtering_removes_truncated_rows_from_the_loss(tok):
                                                ("--top_p", "1.5", "must be <= 1"),
                                                ("--reward_wrong", "1", "must be below 1"),
                                                ("--minibatches", "1000", "more than the 128 completions"),
+                                               ("--micro_batch", "-1", "must be >= 0"),
+                                               ("--forward_chunk", "-2", "must be >= 0"),
                                                ("--overlong_cache", "200", "must be <= --max_new_tokens"),
                                                ("--init_from", "/nowhere", "no such checkpoint directory")])
 def test_bad_grpo_flags_are_errors_that_name_the_flag(flag, value, words, capsys):
