@@ -417,16 +417,20 @@ def bench_memory(args):
     """The peak memory of GRPO's and PPO's steps at equal model size, each algorithm in its own train.py process.
 
     First a checkpoint of the chosen size (`--rl none`, one SFT step: the weights' values do not matter
-    for memory), then `--rl_steps` steps of each algorithm from it with the same questions, B x G
+    for memory), then `--steps` steps of each algorithm from it with the same questions, B x G
     completions and generation budget, gradient accumulation over --micro_batch completions and sampling in
     chunks of --forward_chunk, so that activations and the KV cache stay small and the models' weights,
     gradients and AdamW moments dominate, as they do at LLM scale. The evaluations are one problem each.
     Reports the process's peak RSS over the RL stage (CUDA: peak allocated), its increase over the RSS just
     before the stage (the policy already loaded) and over the RSS before any model existed, and the ratios.
+    The runs go to OUT/<the settings>/ (init/, grpo/, ppo/): finished runs with the same settings are reused.
     """
     size = ["--n_layer", str(args.n_layer), "--n_head", str(args.n_head), "--n_embd", str(args.n_embd)]
     small = ["--n_train", "2000", "--n_test", "8", "--seed", str(args.seed)]  # a small split: memory, not accuracy
-    init = os.path.join(args.out, "init")
+    out = os.path.join(args.out, f"L{args.n_layer}_H{args.n_head}_D{args.n_embd}_B{args.prompts}_G{args.group}_"
+                                 f"T{args.max_new_tokens}_mb{args.micro_batch}_fc{args.forward_chunk}_"
+                                 f"steps{args.steps}_seed{args.seed}")
+    init = os.path.join(out, "init")
     os.makedirs(init, exist_ok=True)
     if not finished(init):
         train_run(["--rl", "none", "--sft_steps", "1", "--sft_minutes", "0", "--batch_size", "2", "--warmup_steps", "1",
@@ -439,7 +443,7 @@ def bench_memory(args):
           "--rl_eval_n", "1", "--rl_eval_every", str(args.steps + 1), "--pass_k", "1", *small, *args.train_args]
     final = {}
     for algo in ("grpo", "ppo"):
-        run_dir = os.path.join(args.out, algo)
+        run_dir = os.path.join(out, algo)
         if not finished(run_dir):
             os.makedirs(run_dir, exist_ok=True)
             train_run([*rl, "--rl", algo, "--out_dir", run_dir], os.path.join(run_dir, "train.log"))
@@ -447,7 +451,7 @@ def bench_memory(args):
         final[algo] = next(r for r in recs if r.get("stage") == "final")
         final[algo]["step_s"] = statistics.fmean(r["step_s"] for r in recs if r.get("stage") == algo and "step_s" in r)
     print_memory(final, args)
-    with open(os.path.join(args.out, "summary.json"), "w") as f:
+    with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(final, f, indent=1)
 
 
@@ -529,7 +533,7 @@ def main(argv=None):
     m.add_argument("--forward_chunk", type=int, default=8, help="completions per no-grad forward pass (0: all)")
     m.add_argument("--steps", type=int, default=2, help="RL steps of each algorithm")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--out", default="runs/memory", help="init/ (the checkpoint), grpo/ and ppo/ (the runs)")
+    m.add_argument("--out", default="runs/memory", help="OUT/<settings>/: init/ (the checkpoint), grpo/ and ppo/")
     m.add_argument("train_args", nargs="*", help="after --: flags for every train.py run")
     args = p.parse_args(argv)
     if getattr(args, "threads", 0):

@@ -96,7 +96,10 @@ def test_memory_benchmark_runs_grpo_and_ppo_in_their_own_processes_from_one_chec
     for words in ("peak memory of an RL step", "increase with the policy", "GRPO / PPO: peak RSS"):
         assert words in text, words
     import json
-    summary = json.load(open(tmp_path / "mem" / "summary.json"))
+    import os
+    (settings,) = os.listdir(tmp_path / "mem")  # one folder per setting: L1_H2_D16_B2_G2_T8_mb1_fc2_steps1_seed0
+    assert settings.startswith("L1_H2_D16_B2_G2_T8_mb1_fc2")
+    summary = json.load(open(tmp_path / "mem" / settings / "summary.json"))
     for algo in ("grpo", "ppo"):
         memory = summary[algo]["memory"]
         assert memory["peak_rss_mib"] >= memory["rss_before_mib"] > 0 and memory["rss_before_policy_mib"] > 0
