@@ -230,8 +230,9 @@ VARIANTS = {  # each as its paper writes it (EQUATIONS.md); the rest of the conf
     "grpo": ["--rl", "grpo"],  # DeepSeekMath: group mean/std, per-sequence mean, beta 0.04 k3
     "dr_grpo": ["--rl", "grpo", "--adv_scale", "none", "--agg", "constant", "--kl_coef", "0"],
     "dapo": ["--rl", "grpo", "--clip_eps_high", "0.28", "--agg", "token_mean", "--dynamic_sampling", "true",
-             "--overlong_filter", "true", "--kl_coef", "0", "--reward_wrong", "-1"],
-    "process": ["--rl", "grpo", "--supervision", "process"],  # DeepSeekMath 4.1.3, rule-checked steps
+             "--overlong_filter", "true", "--kl_coef", "0", "--reward_wrong", "-1", "--reward_format", "0",
+             "--reward_overlong", "1"],  # DAPO: +1/-1 accuracy only (Eq. 7), plus the soft overlong penalty (Eq. 13)
+    "process": ["--rl", "grpo", "--supervision", "process"],  # DeepSeekMath 4.1.3, rule-checked steps alone
 }
 
 

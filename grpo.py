@@ -391,8 +391,11 @@ def ppo_objective(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor,
     """J_PPO = 1/|o| sum_t min(rho_t A_t, clip(rho_t, 1-eps, 1+eps) A_t)   (DeepSeekMath Eq. 1)
 
     The same surrogate as GRPO, but A_t comes from `gae` and there is no KL term: PPO's KL is already in
-    the reward (`ppo_token_rewards`). Returns (J, stats).
+    the reward (`ppo_token_rewards`). adv is (N, T) per token, or (N,) per sequence (broadcast to its tokens,
+    as grpo_objective does). Returns (J, stats).
     """
+    if adv.dim() == 1:
+        adv = broadcast_outcome_advantage(adv, mask)  # A_{i,t} = A_i
     ratio = policy_ratio(logp, old_logp)  # rho_t
     per_token = clipped_surrogate(ratio, adv, clip_eps_low, clip_eps_high)  # min(rho A, clip(rho) A)
     objective = aggregate(per_token, mask, agg, max_len)  # J_PPO

@@ -34,7 +34,7 @@ def complete(model, tok, questions: list[str], template: str, max_new_tokens: in
     texts = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start:start + batch_size]
-        prompts = [tok.encode(tasks.format_prompt(q, template)).ids for q in chunk]
+        prompts = [tasks.encode(tok, tasks.format_prompt(q, template)) for q in chunk]
         roll = generate(model, prompts, max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature, top_k, top_p,
                         generator)
         texts += decode_completions(tok, roll)

@@ -13,7 +13,8 @@ knows about models or training:
   `format_prompt` and `format_completion` (the SFT target).
 - `make_splits` / `split_gsm8k`: train/test splits with no question leaked.
 - A byte-level BPE tokenizer from HuggingFace `tokenizers`
-  (`train_tokenizer`, `encode`, `decode`).
+  (`train_tokenizer`, `encode`, `decode`), and `token_spans`: which
+  characters of the decoded text each token supplies.
 
 Deliberate choices:
 
@@ -42,12 +43,14 @@ Deliberate choices:
    passed in (or seeded from the split seed), never from the global RNG.
 """
 
+import codecs
 import json
 import operator
 import os
 import random
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
+from itertools import accumulate
 from typing import Callable, Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -873,3 +876,78 @@ def encode(tok: Tokenizer, text: str) -> list[int]:
 def decode(tok: Tokenizer, ids: list[int]) -> str:
     """Token ids -> text, keeping the tags: the rewards need <think>/<answer>."""
     return tok.decode(ids, skip_special_tokens=False)
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> character table, the one `pre_tokenizers.ByteLevel` uses.
+
+    A byte-level token is a string of these characters, one per byte. The 188
+    printable bytes ('!'..'~', '¡'..'¬', '®'..'ÿ') stand for themselves; the
+    other 68 (space, newline, controls, ...) become chr(256), chr(257), ... in
+    byte order, so that every token is printable: space -> 'Ġ', newline -> 'Ċ'.
+
+    >>> table = bytes_to_unicode()
+    >>> table[ord(" ")], table[ord("\\n")], table[ord("a")], table[0xE9]
+    ('Ġ', 'Ċ', 'a', 'é')
+    """
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
+                 *range(ord("®"), ord("ÿ") + 1)]  # fmt: skip
+    shifted = [b for b in range(256) if b not in printable]
+    return {b: chr(b) for b in printable} | {b: chr(256 + i) for i, b in enumerate(shifted)}
+
+
+_BYTE_OF_CHAR = {c: b for b, c in bytes_to_unicode().items()}
+
+
+@lru_cache(maxsize=1 << 16)  # token_spans asks for the same few hundred tokens again and again
+def _token_bytes(tok: Tokenizer, token_id: int) -> bytes:
+    """The bytes a token stands for, by the rule `decoders.ByteLevel` applies.
+
+    A token made only of table characters maps through the table ('Ġ7' ->
+    b' 7', 'Ã' -> b'\\xc3', '<think>' -> b'<think>'); any other token (an
+    added token like '漢字') stands for its own UTF-8.
+    """
+    token = tok.id_to_token(token_id)
+    if token is None:  # decode() would silently drop it
+        raise ValueError(f"token_spans: id {token_id} is not in the vocabulary")
+    if all(c in _BYTE_OF_CHAR for c in token):
+        return bytes(_BYTE_OF_CHAR[c] for c in token)
+    return token.encode("utf-8")
+
+
+def token_spans(tok: Tokenizer, ids: list[int]) -> list[tuple[int, int]]:
+    """The [start, end) character span of each token in `text = decode(tok, ids)`.
+
+    Decoding token by token is not enough: a byte-level token can hold part
+    of a character ("é" is the two byte tokens 'Ã' '©'), and each part alone
+    decodes to U+FFFD. So we feed the tokens' bytes to an incremental UTF-8
+    decoder, which emits each character as soon as its bytes are complete.
+    With errors="replace" it replaces an invalid byte run by U+FFFD as the
+    tokenizer's decoder does (both follow Unicode's "maximal subpart" rule).
+
+    Rules:
+    - a character belongs to the token that supplies its last byte, so a
+      character split across tokens belongs to the token that completes it;
+      a U+FFFD for an invalid run belongs to the token whose byte shows the
+      run invalid (the next byte's token, or the last token at the end);
+    - a token that completes no character gets an empty span (start == end)
+      at the current position;
+    - spans are contiguous and in order: "".join(text[s:e] for s, e in spans)
+      == text. If that ever fails we raise ValueError: wrong spans would put
+      rewards on the wrong tokens silently.
+
+    >>> tok = train_tokenizer(["What is 12+3?"] * 10, vocab_size=300)
+    >>> ids = encode(tok, "é=1")  # 'Ã' '©' '=' '1': é is two byte tokens
+    >>> text = decode(tok, ids)
+    >>> spans = token_spans(tok, ids)
+    >>> spans, [text[s:e] for s, e in spans]
+    ([(0, 0), (0, 1), (1, 2), (2, 3)], ['', 'é', '=', '1'])
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    pieces = [decoder.decode(_token_bytes(tok, i)) for i in ids]
+    if pieces:  # an unfinished character at the very end becomes U+FFFD, on the last token
+        pieces[-1] += decoder.decode(b"", final=True)
+    if "".join(pieces) != decode(tok, ids):
+        raise ValueError(f"token_spans: the spans' text differs from decode(tok, ids), ids={ids}")
+    ends = list(accumulate(map(len, pieces)))
+    return list(zip([0] + ends, ends))

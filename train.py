@@ -30,13 +30,15 @@ Deliberate choices:
   1. The loss covers completion tokens only (the EOS included): the prompt is given, never predicted.
   2. Weight decay applies to matrices (embeddings and linear weights) only, never to norm gains.
   3. Learning rate: linear warm-up, then cosine decay to `min_lr_ratio * lr` (as nanoGPT and DeepSeek).
-     The decay follows the larger of step / sft_steps and elapsed / sft_minutes, so that the default run
-     ends within its time budget on a slower machine too (with fewer steps there). GRPO: warm-up, then
-     constant (as DAPO).
+     GRPO: warm-up, then constant (as DAPO). Every stage stops on its step count, so the same seed gives
+     the same run on any machine; `--sft_minutes` / `--rl_minutes` add an optional wall-clock budget (then
+     the SFT schedule follows whichever of steps and time is further along).
   4. Evaluation is greedy pass@1 scored by `rewards.accuracy_reward`, the very check RL rewards.
   5. Each run writes `out_dir/`: `sft/` and `grpo/` checkpoints (each `model.safetensors`, config inside
-     as JSON metadata, and `tokenizer.json`), and `metrics.jsonl`, one JSON record per logged step or
-     evaluation.
+     as JSON metadata, and `tokenizer.json`), `metrics.jsonl` (one JSON record per logged step or
+     evaluation) and `resume.safetensors` (checkpoint.py): a checkpoint is written before each evaluation,
+     so a crash, a kill or Ctrl-C loses at most the steps since the last one, and running the same command
+     again continues the run exactly (`--resume false` starts it over).
   6. GRPO trains on the SFT training questions (R1 and DeepSeekMath also reuse SFT questions for RL);
      rollouts sample at `temperature`, and every log-prob (policy, pi_old, reference) is taken at it.
   7. The reported "entropy" is the mean of -log pi over the sampled tokens, an unbiased estimate of the
@@ -70,7 +72,7 @@ PPO (`--rl ppo`), the baseline (DeepSeekMath §4.1 Eqs. 1-2; the papers leave th
      returns' variance). Its explained variance was still ~0 at step 24: in that time the critic learns
      the mean, not yet which states do better.
  13. PPO refuses `--dynamic_sampling` (a GRPO filter: a group of equal rewards has zero group-relative
-     advantage, yet PPO learns from it) and `--supervision process`; `--adv_scale` is GRPO's and PPO ignores it.
+     advantage, yet PPO learns from it) and `--supervision process`; GRPO's `--adv_scale` and `--std_ddof` are refused too (choice 19).
  14. Memory (`model_table`, `memory_baseline`, `memory_record`): the models each algorithm holds with their
      parameters are printed when the RL stage starts; the RSS before it (and before the policy was created)
      and the peak after it are recorded. `--micro_batch` (gradient accumulation, exact: `accumulate`) and
@@ -87,6 +89,21 @@ The default cold start:
      to show its work within ~50 steps (`shows_work`, at every evaluation). With worked targets only
      (`--preset sft`) the SFT model has no such headroom: cons@8 is no higher than greedy pass@1, and GRPO
      gains 2-6 points in a CPU budget (README, "GRPO from a worked-only cold start").
+
+Making runs repeatable and safe:
+ 16. Randomness per step: the batch of SFT step s, the questions and samples of RL step s and the samples of
+     an evaluation at step s come from generators seeded with (seed, stage, s) (`step_rng`, `step_generator`),
+     never from a stream shared across steps. So a resumed run draws exactly what the uninterrupted one drew,
+     and an evaluation does not change the training that follows it.
+ 17. Sequence lengths come from the data (`plan_lengths`): --max_new_tokens 0 (the default) is 1.25x the
+     longest worked solution, rounded up to a multiple of 16 (room for RL to lengthen its answers; 96 on the
+     default task), and --max_seq_len 0 is the longest prompt of the train and test splits plus that (or
+     plus the longest solution, if longer). A length set by hand that cannot hold the longest prompt plus
+     the generation budget is refused at start-up with the numbers, before any training.
+ 18. A NaN or inf in a loss, the advantages, the values or a gradient norm stops the run before the update,
+     naming the quantity and the step (`NonFiniteError`).
+ 19. A flag that would have no effect in the run it is given to (`--gamma` without --rl ppo, --adv_scale with
+     process supervision, --digits with --task word, ...) is refused rather than silently ignored (`ONLY_WITH`).
 """
 
 from __future__ import annotations
@@ -97,14 +114,17 @@ import json
 import math
 import os
 import random
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
+from tokenizers import Tokenizer
 from tqdm import tqdm
 
+import checkpoint
 import grpo
 import rewards
 import tasks
@@ -125,7 +145,8 @@ def opt(default, help: str):
 @dataclass
 class TrainConfig:
     # run
-    out_dir: str = opt("runs/default", "where the checkpoint, tokenizer and metrics.jsonl go")
+    out_dir: str = opt("runs/default", "where the checkpoints, metrics.jsonl and the resume point go")
+    resume: bool = opt(True, "continue the run in out_dir from its resume point if there is one (false: start over)")
     seed: int = opt(0, "seed for the data, the initialisation and sampling")
     device: str = opt("auto", "'auto' (cuda if present, else cpu), 'cpu' or 'cuda'")
     threads: int = opt(0, "CPU threads for torch (0: torch's default)")
@@ -139,16 +160,17 @@ class TrainConfig:
     n_train: int = opt(100_000, "training problems generated (deduplicated, none shared with the test split)")
     n_test: int = opt(1000, "held-out problems in the test split")
     template: str = opt("compact", "prompt template: 'compact' or 'r1' (DeepSeek-R1 Table 1, verbatim)")
-    vocab_size: int = opt(384, "BPE vocabulary size, special tokens and single digits included")
+    vocab_size: int = opt(384, "BPE vocabulary size, at least the 256 bytes and 6 special tokens (262)")
     # model
     n_layer: int = opt(4, "Transformer blocks")
     n_head: int = opt(4, "attention heads")
     n_embd: int = opt(128, "model width")
-    max_seq_len: int = opt(160, "longest prompt + completion")
+    max_seq_len: int = opt(0, "longest prompt + completion the model handles (0: from the data, the longest "
+                            "prompt + the larger of max_new_tokens and the longest solution)")
     # cold-start SFT
     sft_steps: int = opt(1500, "optimizer steps of SFT")
-    sft_minutes: float = opt(6.5, "wall-clock budget of SFT in minutes, 0 for none: on a slow machine SFT "
-                             "stops early, its learning-rate schedule compressed to fit")
+    sft_minutes: float = opt(0.0, "optional wall-clock budget of SFT in minutes (0: none, stop on sft_steps): SFT "
+                             "stops early if it runs out, its learning-rate schedule compressed to fit")
     batch_size: int = opt(64, "sequences per SFT step")
     lr: float = opt(2e-3, "peak learning rate")
     min_lr_ratio: float = opt(0.1, "final learning rate as a fraction of lr (cosine decay)")
@@ -161,12 +183,13 @@ class TrainConfig:
                                  "<think> block (a mixed-quality cold start; train.py choice 15)")
     eval_every: int = opt(400, "SFT steps between held-out evaluations and checkpoints")
     eval_n: int = opt(200, "held-out problems in a periodic evaluation (the final one uses all n_test)")
-    max_new_tokens: int = opt(96, "generation budget, at evaluation and in GRPO rollouts")
+    max_new_tokens: int = opt(0, "generation budget, at evaluation and in RL rollouts (0: 1.25x the longest worked "
+                               "solution, rounded up to a multiple of 16)")
     # stage 2: GRPO (DeepSeekMath Algorithm 1, DeepSeek-R1 stage 2)
     rl: str = opt("grpo", "RL stage after SFT: 'grpo', 'ppo' (the baseline), or 'none' for SFT only")
     init_from: str = opt("", "skip SFT and start RL from this checkpoint directory (e.g. runs/default/sft)")
     rl_steps: int = opt(200, "GRPO steps; each samples prompts_per_step x group_size completions")
-    rl_minutes: float = opt(5.0, "wall-clock budget of GRPO in minutes, 0 for none")
+    rl_minutes: float = opt(0.0, "optional wall-clock budget of the RL stage in minutes (0: none, stop on rl_steps)")
     prompts_per_step: int = opt(16, "B: training questions per GRPO step")
     group_size: int = opt(8, "G: completions sampled per question")
     temperature: float = opt(1.0, "rollout sampling temperature (R1: 1.0); logp's are taken at this temperature")
@@ -179,7 +202,8 @@ class TrainConfig:
     clip_eps_low: float = opt(0.2, "clip range below 1 of the ratio")
     clip_eps_high: float = opt(0.2, "clip range above 1 of the ratio (DAPO clip-higher: 0.28)")
     mu: int = opt(1, "policy updates per rollout, i.e. GRPO iterations (DeepSeekMath: 1)")
-    minibatches: int = opt(1, "split each rollout into this many minibatches, one optimizer step each (R1: 16)")
+    minibatches: int = opt(1, "split each rollout into this many minibatches, one optimizer step each (R1: 16); "
+                           "a rollout with fewer rows than this gets one minibatch per row")
     micro_batch: int = opt(0, "gradient accumulation: at most this many completions per forward and backward pass "
                            "of an update, one optimizer step per minibatch all the same (0: the whole minibatch). "
                            "Lowers the peak memory, not the result")
@@ -195,12 +219,16 @@ class TrainConfig:
                    "'constant' (Dr. GRPO)")
     supervision: str = opt("outcome", "'outcome' (one reward per completion, §4.1.2) or 'process' "
                            "(rule-checked <<expr=value>> steps, §4.1.3)")
+    process_outcome: str = opt("none", "with --supervision process: 'none' (DeepSeekMath §4.1.3: the step rewards "
+                               "alone) or 'last_step' (the outcome reward too, as one more step normalised with them)")
     dynamic_sampling: bool = opt(False, "drop groups whose rewards are all equal and refill the batch (DAPO Eq. 11)")
     overlong_filter: bool = opt(False, "mask out completions truncated at max_new_tokens (DAPO)")
     reward_accuracy: float = opt(1.0, "weight of the accuracy reward (R1 Eq. 4)")
     reward_format: float = opt(1.0, "weight of the format reward (R1 Eq. 4)")
     reward_wrong: float = opt(0.0, "accuracy reward of a wrong answer: 0 (R1) or -1 (DAPO Eq. 7)")
     reward_overlong: float = opt(0.0, "weight of the soft overlong penalty (DAPO Eq. 13)")
+    reward_language: float = opt(0.0, "weight of the language-consistency reward (R1 Eq. 7: the share of the "
+                                 "reasoning's words in the target language)")
     overlong_cache: int = opt(16, "L_cache of the soft overlong penalty, in tokens (L_max = max_new_tokens)")
     rl_eval_every: int = opt(50, "GRPO steps between held-out evaluations and checkpoints")
     rl_eval_n: int = opt(500, "held-out problems in a GRPO evaluation")
@@ -222,19 +250,18 @@ class TrainConfig:
                            "(PPO's counterpart of GRPO's --adv_scale, which PPO ignores)")
 
 
-PRESETS = {
+PRESETS = {  # each a set of defaults; flags given after --preset override them
     "default": {},
-    "smoke": dict(sft_minutes=0.0, n_train=2000, n_test=50, n_layer=2, n_head=2, n_embd=32, sft_steps=30, batch_size=16,
-                  warmup_steps=5, eval_every=15, eval_n=20, vocab_size=128, out_dir="runs/smoke", rl_steps=4,
+    "smoke": dict(n_train=2000, n_test=50, n_layer=2, n_head=2, n_embd=32, sft_steps=30, batch_size=16,
+                  warmup_steps=5, eval_every=15, eval_n=20, vocab_size=300, out_dir="runs/smoke", rl_steps=4,
                   rl="grpo", prompts_per_step=4, group_size=4, rl_eval_every=2, rl_eval_n=20, pass_k=2,
-                  max_new_tokens=48),
-    "sft": dict(rl="none", sft_direct_frac=0.0, sft_steps=6400, batch_size=16, sft_minutes=8.8, n_head=8,
+                  max_new_tokens=48),  # SFT then GRPO in seconds: what the tests run
+    "sft": dict(rl="none", sft_direct_frac=0.0, sft_steps=6400, batch_size=16, n_head=8,
                 out_dir="runs/sft"),  # small batches: more optimizer steps in the same minutes (README)
-    "word": dict(task="word", n_layer=8, n_head=8, n_embd=512, max_seq_len=384, vocab_size=1024, lr=1e-3,
-                 sft_steps=5000, sft_minutes=0.0, batch_size=64, max_new_tokens=256, rl_steps=300, rl_minutes=0.0,
-                 out_dir="runs/word"),  # a GPU run: step budgets, no time budgets
-    "word_cpu": dict(task="word", vocab_size=512, max_seq_len=288, max_new_tokens=192, batch_size=32, sft_steps=3000,
-                     sft_minutes=9.0, rl_steps=300, rl_minutes=6.0, pass_k=4, out_dir="runs/word_cpu"),  # ~17 min
+    "word": dict(task="word", n_layer=8, n_head=8, n_embd=512, vocab_size=1024, lr=1e-3, sft_steps=5000,
+                 batch_size=64, rl_steps=300, out_dir="runs/word"),  # a 25M-parameter model, for a GPU
+    "word_cpu": dict(task="word", vocab_size=512, max_new_tokens=192, batch_size=32, sft_steps=1350, rl_steps=80,
+                     pass_k=4, out_dir="runs/word_cpu"),  # the word problems at the default size on a CPU
 }
 
 
@@ -252,7 +279,7 @@ def parse_config(argv=None) -> TrainConfig:
     args = vars(parser.parse_args(argv))
     args.pop("preset")
     cfg = TrainConfig(**args)
-    check_config(cfg, parser)
+    check_config(cfg, parser, defaults)
     return cfg
 
 
@@ -268,10 +295,29 @@ def parse_bool(text: str) -> bool:
 parse_bool.__name__ = "bool"  # argparse names the type in its error messages
 
 
-def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
+# Flags that act only in some runs: given (set to a value other than the default) anywhere else, they would
+# be silently ignored, so they are refused (choice 19). flag -> (does it act in this run?, where it acts)
+ONLY_WITH = {
+    **{name: (lambda c: c.rl == "ppo", "--rl ppo")
+       for name in ("gamma", "lam", "vf_coef", "value_clip", "critic_lr", "whiten_adv")},
+    **{name: (lambda c: c.rl == "grpo", "--rl grpo")
+       for name in ("supervision", "std_ddof", "dynamic_sampling")},
+    "adv_scale": (lambda c: c.rl == "grpo" and c.supervision == "outcome", "--rl grpo --supervision outcome"),
+    "process_outcome": (lambda c: c.rl == "grpo" and c.supervision == "process", "--supervision process"),
+    "gsm8k_dir": (lambda c: c.task == "gsm8k", "--task gsm8k"),
+    **{name: (lambda c: c.task == "arithmetic", "--task arithmetic")
+       for name in ("digits", "mul_digits", "min_ops", "max_ops")},
+    **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
+       for name in ("n_train", "n_test")},
+}
+
+
+def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser, defaults: dict | None = None):
+    """One clear line for a value out of range, an impossible combination or a flag that would do nothing."""
     allowed = {"task": ("arithmetic", "word", "gsm8k"), "device": ("auto", "cpu", "cuda"),
                "template": tuple(tasks.TEMPLATES), "rl": ("grpo", "ppo", "none"), "adv_scale": grpo.SCALES,
-               "agg": grpo.AGGREGATIONS, "supervision": ("outcome", "process"), "std_ddof": (0, 1)}
+               "agg": grpo.AGGREGATIONS, "supervision": ("outcome", "process"), "std_ddof": (0, 1),
+               "process_outcome": ("none", "last_step")}
     for name, values in allowed.items():
         if getattr(cfg, name) not in values:
             parser.error(f"--{name} {getattr(cfg, name)!r}: allowed values are {', '.join(map(str, values))}")
@@ -279,13 +325,13 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
         parser.error("--task gsm8k needs --gsm8k_dir, the folder holding train.jsonl and test.jsonl")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available")
-    for name in ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "max_new_tokens", "length_grouping",
+    for name in ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer",
                  "rl_steps", "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every",
                  "rl_eval_n", "pass_k", "overlong_cache"):
         if getattr(cfg, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(cfg, name)}")
     for name in ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every",
-                 "micro_batch", "forward_chunk"):
+                 "micro_batch", "forward_chunk", "max_new_tokens", "max_seq_len"):
         if getattr(cfg, name) < 0:
             parser.error(f"--{name} must be >= 0, got {getattr(cfg, name)}")
     for name in ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p"):
@@ -301,16 +347,28 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
     if cfg.minibatches > cfg.prompts_per_step * cfg.group_size:
         parser.error(f"--minibatches {cfg.minibatches} is more than the {cfg.prompts_per_step * cfg.group_size} "
                      "completions of a step (prompts_per_step x group_size)")
-    if cfg.overlong_cache > cfg.max_new_tokens:
+    if cfg.max_new_tokens and cfg.overlong_cache > cfg.max_new_tokens:
         parser.error(f"--overlong_cache {cfg.overlong_cache} must be <= --max_new_tokens {cfg.max_new_tokens} "
                      "(L_cache is the last part of the generation budget L_max)")
     if cfg.init_from and not os.path.isdir(cfg.init_from):
         parser.error(f"--init_from {cfg.init_from}: no such checkpoint directory")
     check_ppo_config(cfg, parser)
+    defaults = asdict(TrainConfig()) if defaults is None else defaults
+    for name, (acts, where) in ONLY_WITH.items():
+        if getattr(cfg, name) != defaults[name] and not acts(cfg):
+            parser.error(f"--{name} {getattr(cfg, name)!r} has no effect here: it acts only with {where}")
+    if cfg.init_from and cfg.rl == "none":
+        parser.error("--init_from skips SFT and --rl none skips RL: nothing would run")
+    if cfg.rl == "grpo" and cfg.group_size < 2:
+        parser.error(f"--group_size {cfg.group_size}: GRPO compares the G completions of a question, so G >= 2")
+    if cfg.vocab_size < 262:
+        parser.error(f"--vocab_size must be >= 262 (the 256 byte tokens and 6 special tokens), got {cfg.vocab_size}")
+    if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2:
+        parser.error(f"--n_embd {cfg.n_embd} must split into --n_head {cfg.n_head} heads of even width")
 
 
 def check_ppo_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
-    """The PPO flags' ranges, and the GRPO-only flags PPO refuses (train.py choice 13)."""
+    """The PPO flags' ranges (GRPO-only flags with --rl ppo are refused by ONLY_WITH, choice 13)."""
     for name in ("gamma", "lam"):
         if not 0 <= getattr(cfg, name) <= 1:
             parser.error(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
@@ -319,11 +377,6 @@ def check_ppo_config(cfg: TrainConfig, parser: argparse.ArgumentParser):
             parser.error(f"--{name} must be > 0, got {getattr(cfg, name)}")
     if cfg.value_clip < 0:
         parser.error(f"--value_clip must be >= 0 (0: off), got {cfg.value_clip}")
-    if cfg.rl == "ppo" and cfg.dynamic_sampling:
-        parser.error("--dynamic_sampling true is GRPO's filter (a group of equal rewards has no group-relative "
-                     "advantage); with --rl ppo it must be false")
-    if cfg.rl == "ppo" and cfg.supervision != "outcome":
-        parser.error(f"--supervision {cfg.supervision!r} is GRPO's; with --rl ppo the allowed value is outcome")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,45 +391,83 @@ def load_problems(cfg: TrainConfig) -> tuple[list[tasks.Problem], list[tasks.Pro
     return tasks.make_splits(cfg.task, cfg.n_train, cfg.n_test, cfg.seed, **(knobs if cfg.task == "arithmetic" else {}))
 
 
-def encode_examples(tok, problems, template: str, max_len: int, direct_frac: float = 0.0,
-                    seed: int = 0) -> list[tuple[list[int], list[int]]]:
-    """Each problem -> (prompt ids, completion ids + EOS); examples longer than max_len are dropped.
+def tokenize(tok, problems, template: str) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, worked-solution ids + EOS) of every problem: what SFT trains on and what sizes the run."""
+    prompts = tok.encode_batch([tasks.format_prompt(p.question, template) for p in problems])
+    worked = tok.encode_batch([tasks.format_completion(p) for p in problems])
+    return [e.ids for e in prompts], [e.ids + [tasks.EOS_ID] for e in worked]
+
+
+def plan_lengths(longest_prompt: int, longest_solution: int, max_new_tokens: int = 0,
+                 max_seq_len: int = 0) -> tuple[int, int]:
+    """(max_new_tokens, max_seq_len) of a run, from its data (choice 17).
+
+        max_new_tokens = 16 * ceil(1.25 * longest_solution / 16)                    when 0 (auto)
+        max_seq_len    = longest_prompt + max(max_new_tokens, longest_solution)     when 0 (auto)
+
+    longest_prompt: the longest prompt of the train and test splits, in tokens; longest_solution: the longest
+    worked solution, EOS included. So the model sees every prompt with its whole generation budget, and SFT
+    every example. A max_seq_len given by hand that cannot hold the longest prompt plus the generation budget
+    is a ValueError naming the numbers and the flags (SFT then drops the examples longer than it, and says so).
+    (20, 70) -> (96, 116);   (20, 70, 48) -> (48, 90);   (349, 70, 96, 160) -> ValueError (349 + 96 > 160)
+    """
+    new = max_new_tokens or 16 * math.ceil(1.25 * longest_solution / 16)
+    need = longest_prompt + new
+    if max_seq_len and max_seq_len < need:
+        raise ValueError(f"--max_seq_len {max_seq_len} cannot hold the longest prompt ({longest_prompt} tokens) plus "
+                         f"--max_new_tokens {new} = {need}: raise --max_seq_len to at least {need}, or give 0 to size "
+                         "it from the data")
+    return new, max_seq_len or longest_prompt + max(new, longest_solution)
+
+
+def sft_examples(problems, prompts, worked, tok, max_len: int, direct_frac: float = 0.0,
+                 seed: int = 0) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, completion ids + EOS) per problem; examples longer than max_len are dropped, and said.
 
     A fraction direct_frac of the targets, drawn with their own seed, skip the worked steps
-    (tasks.format_completion show_work=False): the mixed cold start of train.py choice 15.
+    (tasks.format_completion show_work=False): the mixed cold start of choice 15.
     """
     rng = random.Random(f"{seed}-direct")
     show = [rng.random() >= direct_frac for _ in problems]
-    prompts = tok.encode_batch([tasks.format_prompt(p.question, template) for p in problems])
-    completions = tok.encode_batch([tasks.format_completion(p, s) for p, s in zip(problems, show)])
-    examples = [(p.ids, c.ids + [tasks.EOS_ID]) for p, c in zip(prompts, completions)]
+    direct = iter(tok.encode_batch([tasks.format_completion(p, False) for p, s in zip(problems, show) if not s]))
+    examples = [(p, w if s else next(direct).ids + [tasks.EOS_ID]) for p, w, s in zip(prompts, worked, show)]
     kept = [e for e in examples if len(e[0]) + len(e[1]) <= max_len]
     if len(kept) < len(examples):
-        print(f"dropped {len(examples) - len(kept)} of {len(examples)} examples longer than {max_len} tokens")
+        print(f"dropped {len(examples) - len(kept)} of {len(examples)} examples longer than --max_seq_len {max_len}")
     if not kept:
-        raise ValueError(f"every example is longer than max_seq_len={max_len}; raise --max_seq_len")
+        raise ValueError(f"every example is longer than --max_seq_len {max_len}; raise it, or give 0 to size it "
+                         "from the data")
     return kept
 
 
-def length_grouped_batches(examples, batch_size: int, rng: random.Random, group: int = 1):
-    """Endless batches of example indices; with group > 1, each from examples of similar length.
+def step_rng(seed: int, stage: str, step: int) -> random.Random:
+    """The Python RNG of one step of one stage: the same (seed, stage, step), the same draws (choice 16)."""
+    return random.Random(f"{seed}-{stage}-{step}")
 
-    Draw group * batch_size indices at random, sort them by length, cut them into `group` batches and
-    yield those in random order (group=1: plain random batches). Batches pad to their longest
-    sequence, so grouping cuts padding: group=16 made SFT steps about 20% faster. But on arithmetic,
-    length is nearly the problem's type (operand digits), so grouped batches are uniform, and SFT
-    learned more slowly per step: held-out pass@1 at step 1200 of 1800 was 0.28 with group=16 and
-    0.52 with group=1, and after the default 1,600 steps 0.791 with group=2 against 0.840 with
-    group=1 (seed 0, 2026-11-22). Hence the default of 1.
+
+def step_generator(seed: int, stage: str, step: int, device: str = "cpu") -> torch.Generator:
+    """The torch generator of one step of one stage, on `device` (sampling and shuffling draw from it)."""
+    return torch.Generator(device=device).manual_seed(step_rng(seed, stage, step).getrandbits(63))
+
+
+def sft_batch_indices(lengths: list[int], batch_size: int, step: int, seed: int, group: int = 1) -> list[int]:
+    """The example indices of SFT step `step`, a function of (seed, step) alone (choice 16).
+
+    group=1: batch_size examples at random. group > 1: draw group * batch_size examples for the `group` steps
+    step // group * group, ..., sort them by length and cut them into `group` batches in random order, so that
+    each batch holds examples of similar length. Batches pad to their longest sequence, so grouping cuts
+    padding: group=16 made SFT steps about 20% faster. But on arithmetic, length is nearly the problem's type
+    (operand digits), so grouped batches are uniform, and SFT learned more slowly per step: held-out pass@1
+    at step 1200 of 1800 was 0.28 with group=16 and 0.52 with group=1, and after 1,600 steps 0.791 with
+    group=2 against 0.840 with group=1 (seed 0, 2026-11-22). Hence the default of 1.
     """
-    if len(examples) < batch_size:
-        raise ValueError(f"--batch_size {batch_size} is larger than the {len(examples)} training examples")
-    while True:
-        idx = sorted(rng.sample(range(len(examples)), min(len(examples), group * batch_size)),
-                     key=lambda i: len(examples[i][0]) + len(examples[i][1]))
-        batches = [idx[k:k + batch_size] for k in range(0, len(idx) - batch_size + 1, batch_size)]
-        rng.shuffle(batches)
-        yield from batches
+    if len(lengths) < batch_size:
+        raise ValueError(f"--batch_size {batch_size} is larger than the {len(lengths)} training examples")
+    rng = step_rng(seed, "sft", step // group)
+    idx = sorted(rng.sample(range(len(lengths)), min(len(lengths), group * batch_size)), key=lambda i: lengths[i])
+    batches = [idx[k:k + batch_size] for k in range(0, len(idx) - batch_size + 1, batch_size)]
+    rng.shuffle(batches)
+    return batches[step % group % len(batches)]
 
 
 def sft_batch(examples, idx, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -437,15 +528,53 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, lr: float) -> torch
 
 
 class Metrics:
-    """Appends one JSON record a line to out_dir/metrics.jsonl."""
+    """Appends one JSON record a line to out_dir/metrics.jsonl.
 
-    def __init__(self, path: str):
+    A new run empties the file; a resumed one cuts it back to `keep_bytes`, its length when the resume point
+    was written, so that the records of the steps after it, which are about to run again, are not doubled.
+    """
+
+    def __init__(self, path: str, keep_bytes: int = 0):
         self.path = path
-        open(path, "w").close()
+        with open(path, "a") as f:
+            f.truncate(keep_bytes)
 
     def log(self, **record):
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
+
+    def size(self) -> int:
+        """The file's length in bytes: what a resume point records."""
+        return os.path.getsize(self.path)
+
+    def records(self) -> list[dict]:
+        """Every record so far; a malformed line is an error naming the file and line."""
+        return read_jsonl(self.path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The JSON records of a .jsonl file, one per non-empty line; ValueError 'path:line: ...' on a bad line."""
+    out = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+    return out
+
+
+class NonFiniteError(ArithmeticError):
+    """A loss, an advantage, a value or a gradient norm is NaN or inf: the run stops before the update (choice 18)."""
+
+
+def check_finite(name: str, x) -> None:
+    """Raise NonFiniteError naming `name` if the number or tensor x holds a NaN or an inf."""
+    finite = math.isfinite(x) if isinstance(x, (int, float)) else bool(torch.isfinite(x).all())
+    if not finite:
+        raise NonFiniteError(f"the {name} {'is' if isinstance(x, (int, float)) else 'holds'} "
+                             f"{x if isinstance(x, (int, float)) else 'a NaN or inf'}")
 
 
 def autocast(device: str):
@@ -456,46 +585,119 @@ def autocast(device: str):
 # ---------------------------------------------------------------------------------------------
 # Stage 1: cold-start SFT
 # ---------------------------------------------------------------------------------------------
-def sft(model, tok, examples, test, cfg: TrainConfig, metrics: Metrics, device: str) -> None:
-    """Supervised fine-tuning on (prompt, worked solution) pairs; checkpoints every eval_every steps."""
+@dataclass
+class Run:
+    """What every stage of a run shares: its config, tokenizer, metrics file and device."""
+    cfg: TrainConfig
+    tok: object  # tokenizers.Tokenizer
+    metrics: Metrics
+    device: str
+
+    def save(self, stage: str, step: int, models: dict, optimizers: dict, *, evaluate: bool, done: bool) -> None:
+        """Before an evaluation, or when stopped: the stage checkpoint out_dir/<stage>/ (what sample.py and
+        --init_from read; PPO's critic in <stage>/critic/) and the resume point (checkpoint.py)."""
+        meta = {"train_config": asdict(self.cfg), "stage": stage, "step": step}
+        export = os.path.join(self.cfg.out_dir, stage)
+        save_checkpoint(export, models["policy"], self.tok, meta)
+        if "critic" in models:  # beside the policy, for a run that continues PPO
+            save_checkpoint(os.path.join(export, "critic"), models["critic"], None, {**meta, "stage": f"{stage}_critic"})
+        checkpoint.save(self.cfg.out_dir, stage, step, models, optimizers, train_config=asdict(self.cfg),
+                        tokenizer=self.tok, metrics_bytes=self.metrics.size(), evaluate=evaluate, done=done)
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped the run after a whole step; the resume point of that step is written."""
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) asks the stage to stop after the step in progress, save and say how to resume, so a
+    step is never left half done; a second Ctrl-C stops at once (then the last checkpoint is what is kept)."""
+
+    def __init__(self):
+        self.requested, self.previous = False, None
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        except ValueError:  # not the main thread (signals can only be caught there): Ctrl-C keeps its default
+            self.previous = None
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("Ctrl-C: stopping after this step to save the run (press it again to stop at once)")
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def sft_step(model, optimizer, x, y, mask, grad_clip: float, device: str) -> tuple[float, float]:
+    """One SFT update: loss on the completion tokens -> backward -> clip -> AdamW step; (loss, gradient norm)."""
+    with autocast(device):
+        loss = completion_loss(model(x), y, mask)
+    check_finite("SFT loss", loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return loss.item(), clip_and_step(model, optimizer, grad_clip)
+
+
+def sft(model, examples, test, run: Run, point: checkpoint.ResumePoint | None = None) -> None:
+    """Supervised fine-tuning on (prompt, worked solution) pairs; a checkpoint, then a held-out evaluation, every
+    eval_every steps. With a resume point of this stage (its weights already loaded), it continues from there."""
+    cfg = run.cfg
     optimizer = make_optimizer(model, cfg, cfg.lr)
-    batches = length_grouped_batches(examples, cfg.batch_size, random.Random(cfg.seed), cfg.length_grouping)
-    t0 = time.perf_counter()
-    bar = tqdm(range(cfg.sft_steps), desc="sft", dynamic_ncols=True, file=sys.stdout)
-    for step in bar:
-        progress = sft_progress(step, time.perf_counter() - t0, cfg)
-        if progress >= 1.0 and step > 0:  # the time budget ran out before the steps did
-            tqdm.write(f"sft_minutes={cfg.sft_minutes} reached after {step} of {cfg.sft_steps} steps")
-            evaluate_and_save(model, tok, test, cfg, metrics, step, loss, t0)
+    start = 0
+    if point is not None:
+        checkpoint.restore_optimizer(point, "optimizer", optimizer)
+        start = point.step
+        if point.evaluate:  # the kill came before this step's evaluation was logged
+            evaluate_sft(model, test, run, start)
+        if point.done:
             return
-        lr = lr_at(step, progress, cfg)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y, mask = sft_batch(examples, next(batches), device)
-        with autocast(device):
-            loss = completion_loss(model(x), y, mask)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-        optimizer.step()
-        bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-        if step % 10 == 0 or step == cfg.sft_steps - 1:
-            metrics.log(stage="sft", step=step, loss=loss.item(), lr=lr, grad_norm=grad_norm.item(),
-                        time=round(time.perf_counter() - t0, 2))
-        if (step + 1) % cfg.eval_every == 0 or step == cfg.sft_steps - 1:
-            evaluate_and_save(model, tok, test, cfg, metrics, step + 1, loss, t0)
+    save = lambda step, **kw: run.save("sft", step, {"policy": model}, {"optimizer": optimizer}, **kw)
+    lengths = [len(p) + len(c) for p, c in examples]
+    t0 = time.perf_counter()
+    with StopRequest() as stop:
+        bar = tqdm(range(start, cfg.sft_steps), desc="sft", initial=start, total=cfg.sft_steps, dynamic_ncols=True,
+                   file=sys.stdout)
+        for step in bar:
+            if stop.requested:
+                save(step, evaluate=False, done=False)
+                raise Interrupted(f"SFT step {step}")
+            progress = sft_progress(step, time.perf_counter() - t0, cfg)
+            if progress >= 1.0 and step > start:  # the time budget ran out before the steps did
+                tqdm.write(f"sft_minutes={cfg.sft_minutes} reached after {step} of {cfg.sft_steps} steps")
+                save(step, evaluate=True, done=True)
+                evaluate_sft(model, test, run, step)
+                return
+            lr = lr_at(step, progress, cfg)
+            set_lr(optimizer, lr)
+            idx = sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_grouping)
+            x, y, mask = sft_batch(examples, idx, run.device)
+            try:
+                loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device)
+            except NonFiniteError as e:
+                raise NonFiniteError(f"{e} at SFT step {step + 1}") from None
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+            if step % 10 == 0 or step == cfg.sft_steps - 1:
+                run.metrics.log(stage="sft", step=step, loss=loss, lr=lr, grad_norm=grad_norm,
+                                time=round(time.perf_counter() - t0, 2))
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.sft_steps:
+                save(step + 1, evaluate=True, done=step + 1 == cfg.sft_steps)  # save, then evaluate
+                evaluate_sft(model, test, run, step + 1)
 
 
-def evaluate_and_save(model, tok, test, cfg: TrainConfig, metrics: Metrics, step: int, loss, t0: float) -> None:
-    """Held-out greedy pass@1 on the first eval_n test problems, a log line, a record and a checkpoint."""
+def evaluate_sft(model, test, run: Run, step: int) -> None:
+    """Held-out greedy pass@1 on the first eval_n test problems: a log line and a metrics record."""
+    cfg, t = run.cfg, time.perf_counter()
     n = min(cfg.eval_n, len(test))
-    acc = greedy_pass_at_1(model, tok, test[:n], cfg.template, cfg.max_new_tokens)
+    acc = greedy_pass_at_1(model, run.tok, test[:n], cfg.template, cfg.max_new_tokens)
     model.train()
-    tqdm.write(f"step {step}/{cfg.sft_steps} | loss {loss.item():.4f} | held-out pass@1 {acc:.3f} on {n} | "
-               f"{time.perf_counter() - t0:.0f}s")
-    metrics.log(stage="sft", step=step, eval_pass_at_1=acc, eval_n=n, time=round(time.perf_counter() - t0, 2))
-    save_checkpoint(os.path.join(cfg.out_dir, "sft"), model, tok, {"train_config": asdict(cfg), "stage": "sft",
-                                                                   "step": step})
+    tqdm.write(f"sft step {step}/{cfg.sft_steps} | held-out pass@1 {acc:.3f} on {n} | {time.perf_counter() - t:.0f}s")
+    run.metrics.log(stage="sft", step=step, eval_pass_at_1=acc, eval_n=n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,7 +721,8 @@ class Rollouts:
 
 def reward_weights(cfg: TrainConfig) -> rewards.RewardWeights:
     return rewards.RewardWeights(accuracy=cfg.reward_accuracy, format=cfg.reward_format,
-                                 overlong=cfg.reward_overlong, accuracy_wrong=cfg.reward_wrong)
+                                 overlong=cfg.reward_overlong, language=cfg.reward_language,
+                                 accuracy_wrong=cfg.reward_wrong)
 
 
 @torch.no_grad()
@@ -597,42 +800,34 @@ def collect_rollouts(policy, tok, train, cfg: TrainConfig, rng: random.Random, g
     return select_groups(parts, keep, cfg.prompts_per_step, cfg.group_size), first
 
 
-def token_ends(tok, ids: list[int], cache: dict) -> list[tuple[int, int]]:
-    """(start, end) character span of each token in the decoded text (decoding token by token concatenates
-    to the same text for this tokenizer: ByteLevel, ASCII corpus)."""
-    spans, pos = [], 0
-    for t in ids:
-        if t not in cache:
-            cache[t] = tasks.decode(tok, [t])
-        spans.append((pos, pos + len(cache[t])))
-        pos += len(cache[t])
-    return spans
-
-
 def advantages(roll: Rollouts, tok, cfg: TrainConfig) -> torch.Tensor:
     """A_{i,t} for every completion token, (N, T).
 
     outcome (DeepSeekMath §4.1.2): A_i from the group's rewards (grpo.group_advantages, normalised per
     --adv_scale), the same on every token.
-    process (§4.1.3): one reward per <<expr=value>> step (rewards.step_rewards, 1 if the arithmetic is
-    right), ending at the token that closes the step; and, our choice, the outcome reward r_i as a last
-    "step" ending at the final token, so the answer is still rewarded. Normalised over all steps of the
-    group; each token gets the sum of the normalised rewards of its step and every later one.
+    process (§4.1.3): one reward per <<expr=value>> step (rewards.step_rewards: 1 if its arithmetic is right),
+    placed on the token that closes the step (tasks.token_spans + rewards.char_to_token_index), normalised
+    over all steps of the group; each token gets the sum of the normalised rewards of its step and every
+    later one (grpo.process_advantages). --process_outcome last_step also counts the outcome reward r_i as
+    one more step, ending at the last token (not the paper's form: a switch to study, docs).
     """
     B, G = roll.rewards.shape
     if cfg.supervision == "outcome":
         A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)
         return grpo.broadcast_outcome_advantage(A.flatten(), roll.mask)  # (N, T)
-    T, cache, out = roll.ids.size(1), {}, []
-    lengths = roll.mask.sum(-1).tolist()
+    T, lengths, out = roll.ids.size(1), roll.mask.sum(-1).tolist(), []
     for b in range(B):
         step_r, step_end = [], []
         for g in range(G):
             n = b * G + g
-            spans = token_ends(tok, roll.ids[n, :lengths[n]].tolist(), cache)
+            ids = [t for t in roll.ids[n, :lengths[n]].tolist() if t != tasks.EOS_ID]  # the tokens of roll.texts[n]
+            spans = tasks.token_spans(tok, ids)  # each token's characters in that text
             steps = rewards.step_rewards(roll.texts[n])
-            step_r.append([s.reward for s in steps] + [roll.rewards[b, g].item()])
-            step_end.append([rewards.char_to_token_index(s.end - 1, spans) for s in steps] + [lengths[n] - 1])
+            step_r.append([s.reward for s in steps])
+            step_end.append([rewards.char_to_token_index(s.end - 1, spans) for s in steps])  # index(j): its '>>'
+            if cfg.process_outcome == "last_step":
+                step_r[-1].append(roll.rewards[b, g].item())
+                step_end[-1].append(lengths[n] - 1)
         out.append(grpo.process_advantages(step_r, step_end, T, cfg.std_ddof))
     return torch.cat(out) * roll.mask  # (N, T)
 
@@ -709,17 +904,11 @@ def rollout_batch(policy, ref, roll: Rollouts, cfg: TrainConfig, device: str, ne
     return batch
 
 
-def optimizer_step(model, optimizer, loss: torch.Tensor, grad_clip: float) -> float:
-    """backward, clip the global gradient norm to grad_clip (0: no clip), one optimizer step; the norm before."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    return clip_and_step(model, optimizer, grad_clip)
-
-
 def clip_and_step(model, optimizer, grad_clip: float) -> float:
     """Clip the gradients already in model (the global norm, to grad_clip; 0: no clip), one optimizer step;
-    the norm before the clip."""
+    the norm before the clip. A NaN or inf norm stops the run before the step (choice 18)."""
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip or float("inf")).item()
+    check_finite("gradient norm", norm)
     optimizer.step()
     return norm
 
@@ -743,6 +932,7 @@ def accumulate(model, optimizer, rows: torch.Tensor, size: int, loss_of, weight_
     for part in micro_batches(rows, size):
         w = weight_of(part)
         loss, stats = loss_of(part)
+        check_finite("loss", loss)
         (w * loss).backward()
         total += w * loss.item()
         parts.append((w, stats))
@@ -770,6 +960,13 @@ def combine_stats(parts: list[tuple[float, dict]]) -> dict:
     return out
 
 
+def minibatches(n_rows: int, k: int, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
+    """The n_rows rows of a rollout in random order, cut into exactly min(k, n_rows) minibatches whose sizes
+    differ by at most one (120 rows into 16: 8 of 8 and 8 of 7), so every minibatch is one optimizer step."""
+    device = generator.device if generator is not None else "cpu"
+    return torch.randperm(n_rows, generator=generator, device=device).tensor_split(min(k, n_rows))
+
+
 def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainConfig, generator,
                       critic_loss=None) -> dict:
     """mu epochs over the rollout's N rows in `minibatches` random minibatches, and on each minibatch:
@@ -779,8 +976,9 @@ def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainCon
 
     each step's gradient accumulated over micro-batches of at most cfg.micro_batch rows (`accumulate`).
 
-    Returns the mean of each statistic over the updates (the ratio's extremes: min and max) and the seconds
-    of the policy's updates (update_s) and of the critic's (critic_s).
+    Returns the mean of each statistic over the updates (the ratio's extremes: min and max), the number of
+    optimizer steps of the policy (updates) and the seconds of its updates (update_s) and of the critic's
+    (critic_s).
     """
     device = batch.ids.device.type
     N = batch.ids.size(0)
@@ -800,8 +998,8 @@ def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainCon
             return cfg.vf_coef * v_loss, {"value_loss": v_loss.item()}
 
     for _ in range(cfg.mu):  # for GRPO iteration = 1..mu
-        order = torch.randperm(N, generator=generator).to(batch.ids.device)
-        for rows in order.chunk(min(cfg.minibatches, N)):
+        for rows in minibatches(N, cfg.minibatches, generator):
+            rows = rows.to(batch.ids.device)
             t = time.perf_counter()
             entropy.clear()
             weight = lambda part: grpo.aggregate_weight(batch.loss_mask[part], batch.loss_mask[rows], cfg.agg)
@@ -822,7 +1020,7 @@ def minibatch_updates(models: RLModels, batch: Batch, policy_loss, cfg: TrainCon
     out = {k: sum(d[k] for d in logs) / len(logs) for k in logs[0] if k not in ("ratio_min", "ratio_max")}
     out["ratio_min"] = min(d["ratio_min"] for d in logs)
     out["ratio_max"] = max(d["ratio_max"] for d in logs)
-    return {**out, **{k: round(v, 3) for k, v in seconds.items()}}
+    return {**out, "updates": len(logs), **{k: round(v, 3) for k, v in seconds.items()}}
 
 
 def policy_update(policy, ref, optimizer, roll: Rollouts, adv: torch.Tensor, cfg: TrainConfig, device: str,
@@ -864,6 +1062,7 @@ def ppo_update(models: RLModels, roll: Rollouts, cfg: TrainConfig, device: str, 
     t = time.perf_counter()
     with torch.no_grad(), autocast(device):
         old_values = batch.all_rows(lambda rows: batch.values(models.critic, rows), cfg.forward_chunk)  # V_old(s_t)
+    check_finite("critic's values", old_values)
     values_s, t = time.perf_counter() - t, time.perf_counter()
     score = roll.rewards.flatten().to(device)  # (N,) the rule-based reward r_phi(q, o) of each completion
     ref_logp = batch.old_logp if batch.ref_logp is None else batch.ref_logp  # kl_coef 0: no reference, k1 = 0
@@ -871,6 +1070,7 @@ def ppo_update(models: RLModels, roll: Rollouts, cfg: TrainConfig, device: str, 
     adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.lam)  # A_t, R_t = A_t + V_old
     if cfg.whiten_adv:
         adv = grpo.whiten(adv, batch.loss_mask)  # batch-level normalisation (choice 11)
+    check_finite("advantages", adv)
     adv_s = time.perf_counter() - t
     ppo_loss = lambda logp, old, rows: grpo.ppo_loss(logp, old, adv[rows], batch.loss_mask[rows], cfg.clip_eps_low,
                                                      cfg.clip_eps_high, cfg.agg, cfg.max_new_tokens)
@@ -895,6 +1095,7 @@ def rl_update(models: RLModels, roll: Rollouts, tok, cfg: TrainConfig, device: s
         return ppo_update(models, roll, cfg, device, generator)
     t = time.perf_counter()
     adv = advantages(roll, tok, cfg)  # GRPO: group-relative advantages; the KL is in the loss
+    check_finite("advantages", adv)
     adv_s = round(time.perf_counter() - t, 3)
     return {**policy_update(models.policy, models.ref, models.optimizer, roll, adv, cfg, device, generator),
             "adv_s": adv_s}
@@ -994,14 +1195,15 @@ def evaluate_policy(model, tok, problems, cfg: TrainConfig, generator) -> dict:
     unbiased estimator of Chen et al. 2021, grpo.pass_at_k with n = k), sampled pass@1 and cons@k (majority
     vote, grpo.majority_vote: the greedy pass@1 that sharpening alone could reach). "shows_work" is the
     fraction of greedy completions with a non-empty <think> block (choice 15: what GRPO changes first)."""
-    texts = complete(model, tok, [p.question for p in problems], cfg.template, cfg.max_new_tokens)
+    chunk = cfg.forward_chunk or 256  # rows sampled at once
+    texts = complete(model, tok, [p.question for p in problems], cfg.template, cfg.max_new_tokens, batch_size=chunk)
     out = {"pass_at_1": pass_rate(texts, problems),  # greedy_pass_at_1, reusing the texts for shows_work
            "shows_work": sum(split_completion(t)[0] != "" for t in texts) / len(problems)}
     k = cfg.pass_k
     if k > 1:
         texts = complete(model, tok, [p.question for p in problems for _ in range(k)], cfg.template,
                          cfg.max_new_tokens, temperature=cfg.eval_temperature, top_p=cfg.eval_top_p,
-                         generator=generator)
+                         generator=generator, batch_size=chunk)
         hits = [sum(rewards.accuracy_reward(texts[i * k + j], p.answer) for j in range(k))
                 for i, p in enumerate(problems)]
         out[f"pass_at_{k}"] = sum(grpo.pass_at_k(k, int(c), k) for c in hits) / len(problems)
@@ -1039,83 +1241,103 @@ def set_lr(optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def run_rl(policy, tok, train, test, cfg: TrainConfig, metrics: Metrics, device: str) -> dict:
+def rl_step(models: RLModels, train, run: Run, step: int) -> dict:
+    """One step of the RL stage (0-based `step`), DeepSeekMath Algorithm 1's inner loop; its metrics record.
+
+    pi_ref <- pi_theta if an outer iteration starts -> B questions, G completions each from pi_old = pi_theta
+    (collect_rollouts: one batched KV-cache generate(), rule-based rewards) -> rl_update: GRPO's group-relative
+    advantages and mu x minibatches updates of its loss, or PPO's critic, GAE and updates.
+    """
+    cfg, t_step = run.cfg, time.perf_counter()
+    if reset_reference(step, cfg):  # Algorithm 1: pi_ref <- pi_theta
+        models.ref.load_state_dict(models.policy.state_dict())
+        # (Algorithm 1 would now retrain the reward model with replay; rule-based rewards need nothing)
+    warm_up = min(1.0, (step + 1) / cfg.rl_warmup_steps)
+    lr = cfg.rl_lr * warm_up
+    set_lr(models.optimizer, lr)
+    if models.critic_optimizer is not None:
+        set_lr(models.critic_optimizer, cfg.critic_lr * warm_up)
+    rng, generator = step_rng(cfg.seed, "rl", step), step_generator(cfg.seed, "rl", step, run.device)
+    timer = {}
+    roll, first = collect_rollouts(models.policy, run.tok, train, cfg, rng, generator, timer)  # 1. rollout + rewards
+    update = rl_update(models, roll, run.tok, cfg, run.device, generator) if roll.rewards.numel() else {}  # 2-3.
+    lengths = first.mask.sum(-1).float()
+    length_where = lambda keep: grpo.masked_mean(lengths, keep).item() if keep.any() else None  # null: none
+    return dict(
+        stage=cfg.rl, step=step + 1, lr=lr, reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
+        reward_std=first.rewards.std(-1, correction=cfg.std_ddof).mean().item(),
+        zero_std_frac=(~grpo.dynamic_sampling_filter(first.rewards)).float().mean().item(),
+        groups_used=roll.rewards.size(0), length=lengths.mean().item(),
+        length_right=length_where(first.correct.flatten() > 0), length_wrong=length_where(first.correct.flatten() <= 0),
+        truncated_frac=first.truncated.float().mean().item(), rollout_s=round(timer["rollout"], 3),
+        reward_s=round(timer["reward"], 3), step_s=round(time.perf_counter() - t_step, 3),
+        rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)
+
+
+def run_rl(policy, train, test, run: Run, point: checkpoint.ResumePoint | None = None) -> dict:
     """The RL stage, GRPO or PPO (cfg.rl): DeepSeekMath Algorithm 1 with rule-based rewards.
 
     Both algorithms share this loop: the questions of each step and their B x G rollouts, the rewards, the
-    reference resets, the learning-rate warm-up, the time budget, the log, the evaluations and the
-    checkpoints. They differ only in `rl_update`. Returns {"before", "after"} (the evaluations), "models"
-    (model_table) and "memory" (memory_record).
+    reference resets, the learning-rate warm-up, the log, the checkpoints and the evaluations; they differ
+    only in `rl_update`. Every rl_eval_every steps (and before the first): a checkpoint, then greedy pass@1
+    and sampled pass@k on held-out problems. With a resume point of this stage (the policy's weights already
+    loaded), the reference, the optimizers and the critic are restored and the stage continues from there.
+    Returns "models" (model_table) and "memory" (memory_record).
     """
-    stage = cfg.rl
-    rng = random.Random(f"{cfg.seed}-grpo")  # the same questions, step by step, for GRPO and PPO
-    generator = torch.Generator().manual_seed(cfg.seed)
+    cfg, stage = run.cfg, run.cfg.rl
     held_out = test[:cfg.rl_eval_n]
-    out_dir = os.path.join(cfg.out_dir, stage)
-    baseline = memory_baseline(device)
+    baseline = memory_baseline(run.device)
     models = make_rl_models(policy, cfg)
+    named = {"policy": models.policy, "reference": models.ref, **({"critic": models.critic} if models.critic else {})}
+    optimizers = {"optimizer": models.optimizer,
+                  **({"critic_optimizer": models.critic_optimizer} if models.critic_optimizer else {})}
+    start = 0
+    if point is not None:
+        for name, model in named.items():
+            checkpoint.restore_model(point, name, model)
+        for name, optimizer in optimizers.items():
+            checkpoint.restore_optimizer(point, name, optimizer)
+        start = point.step
     table = model_table(models)
     print(f"models held in memory for {stage.upper()}:\n{format_model_table(table)}")
-    metrics.log(stage=stage, models=table, **baseline)
+    if point is None:
+        run.metrics.log(stage=stage, models=table, **baseline)
 
-    def evaluate(step: int) -> dict:
+    def evaluate(step: int) -> None:
         t = time.perf_counter()
-        result = evaluate_policy(policy, tok, held_out, cfg, generator)
+        result = evaluate_policy(policy, run.tok, held_out, cfg, step_generator(cfg.seed, "eval", step, run.device))
         shown = " | ".join(f"{k} {v:.3f}" for k, v in result.items())
         tqdm.write(f"{stage} step {step}: held-out {shown} on {len(held_out)} ({time.perf_counter() - t:.0f}s)")
-        metrics.log(stage=stage, step=step, eval_n=len(held_out), **{f"eval_{k}": v for k, v in result.items()})
-        return result
+        run.metrics.log(stage=stage, step=step, eval_n=len(held_out), **{f"eval_{k}": v for k, v in result.items()})
 
-    def save(step: int) -> None:
-        meta = {"train_config": asdict(cfg), "stage": stage, "step": step}
-        save_checkpoint(out_dir, policy, tok, meta)
-        if models.critic is not None:  # beside the policy, for a run that continues PPO
-            save_checkpoint(os.path.join(out_dir, "critic"), models.critic, None, {**meta, "stage": f"{stage}_critic"})
-
-    before = evaluate(0)
+    save = lambda step, **kw: run.save(stage, step, named, optimizers, **kw)
+    if point is None or point.evaluate:
+        evaluate(start)  # the SFT model before any RL step, or the evaluation a kill interrupted
+    if point is not None and point.done:
+        return {"models": table, "memory": memory_record(run.device, baseline)}
     t0 = time.perf_counter()
-    bar = tqdm(range(cfg.rl_steps), desc=stage, dynamic_ncols=True, file=sys.stdout)
-    step = 0
-    for step in bar:
-        if cfg.rl_minutes and time.perf_counter() - t0 > 60 * cfg.rl_minutes:
-            tqdm.write(f"rl_minutes={cfg.rl_minutes} reached after {step} of {cfg.rl_steps} steps")
-            break
-        t_step = time.perf_counter()
-        if reset_reference(step, cfg):  # Algorithm 1: pi_ref <- pi_theta
-            models.ref.load_state_dict(policy.state_dict())
-            # (Algorithm 1 would now retrain the reward model with replay; rule-based rewards need nothing)
-        warm_up = min(1.0, (step + 1) / cfg.rl_warmup_steps)
-        lr = cfg.rl_lr * warm_up
-        set_lr(models.optimizer, lr)
-        if models.critic_optimizer is not None:
-            set_lr(models.critic_optimizer, cfg.critic_lr * warm_up)
-        # 1. rollout: G completions per question from pi_old, scored by the rule-based rewards
-        timer = {}
-        roll, first = collect_rollouts(policy, tok, train, cfg, rng, generator, timer)
-        # 2. advantages and 3. mu updates: GRPO (group-relative) or PPO (critic, GAE)
-        update = rl_update(models, roll, tok, cfg, device, generator) if roll.rewards.numel() else {}
-        lengths = first.mask.sum(-1).float()
-        length_where = lambda keep: grpo.masked_mean(lengths, keep).item() if keep.any() else None  # null: none
-        record = dict(
-            stage=stage, step=step + 1, lr=lr, reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
-            reward_std=first.rewards.std(-1, correction=cfg.std_ddof).mean().item(),
-            zero_std_frac=(~grpo.dynamic_sampling_filter(first.rewards)).float().mean().item(),
-            groups_used=roll.rewards.size(0), length=lengths.mean().item(),
-            length_right=length_where(first.correct.flatten() > 0),
-            length_wrong=length_where(first.correct.flatten() <= 0),
-            truncated_frac=first.truncated.float().mean().item(), rollout_s=round(timer["rollout"], 3),
-            reward_s=round(timer["reward"], 3), step_s=round(time.perf_counter() - t_step, 3),
-            rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)
-        metrics.log(**record)
-        tqdm.write(step_line(record))
-        if (step + 1) % cfg.rl_eval_every == 0 and step + 1 < cfg.rl_steps:
-            evaluate(step + 1)
-            save(step + 1)
-    else:
-        step = cfg.rl_steps
-    after = evaluate(step)
-    save(step)
-    return {"before": before, "after": after, "models": table, "memory": memory_record(device, baseline)}
+    with StopRequest() as stop:
+        bar = tqdm(range(start, cfg.rl_steps), desc=stage, initial=start, total=cfg.rl_steps, dynamic_ncols=True,
+                   file=sys.stdout)
+        for step in bar:
+            if stop.requested:
+                save(step, evaluate=False, done=False)
+                raise Interrupted(f"{stage.upper()} step {step}")
+            if cfg.rl_minutes and time.perf_counter() - t0 > 60 * cfg.rl_minutes:
+                tqdm.write(f"rl_minutes={cfg.rl_minutes} reached after {step} of {cfg.rl_steps} steps")
+                save(step, evaluate=True, done=True)
+                evaluate(step)
+                break
+            try:
+                record = rl_step(models, train, run, step)
+            except NonFiniteError as e:
+                raise NonFiniteError(f"{e} at {stage.upper()} step {step + 1}") from None
+            run.metrics.log(**record)
+            tqdm.write(step_line(record))
+            if (step + 1) % cfg.rl_eval_every == 0 or step + 1 == cfg.rl_steps:
+                save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)  # save, then evaluate
+                evaluate(step + 1)
+    return {"models": table, "memory": memory_record(run.device, baseline)}
 
 
 def pick_device(name: str) -> str:
@@ -1126,12 +1348,13 @@ def pick_device(name: str) -> str:
 
 def load_start(cfg: TrainConfig, device: str):
     """(model, tokenizer) of --init_from, after checking it was trained on this run's task and split."""
-    from tokenizers import Tokenizer
     try:
         model, meta = load_checkpoint(cfg.init_from, device)
         tok = Tokenizer.from_file(os.path.join(cfg.init_from, "tokenizer.json"))
     except (FileNotFoundError, ValueError) as e:
         raise SystemExit(f"error: --init_from: {e}") from None
+    except Exception as e:  # tokenizers raises its own exception type for a corrupt tokenizer.json
+        raise SystemExit(f"error: --init_from {cfg.init_from}/tokenizer.json: not a readable tokenizer ({e})") from None
     trained = (meta or {}).get("train_config") or {}
     for name in ("task", "seed", "digits", "mul_digits", "min_ops", "max_ops", "n_test", "template", "gsm8k_dir"):
         if name in trained and trained[name] != getattr(cfg, name):
@@ -1139,6 +1362,12 @@ def load_start(cfg: TrainConfig, device: str):
                              f"this run has {getattr(cfg, name)!r}: pass the same value, so that the held-out "
                              "split and the prompts are the ones it was trained for")
     return model, tok
+
+
+def stage_evaluations(records: list[dict], stage: str) -> list[dict]:
+    """The held-out evaluations of one stage in metrics records, as {metric: value} (the 'eval_' prefix dropped)."""
+    return [{k[5:]: v for k, v in r.items() if k.startswith("eval_") and k != "eval_n"}
+            for r in records if r.get("stage") == stage and "eval_pass_at_1" in r]
 
 
 def print_table(before: dict, after: dict, n: int, label: str = "GRPO") -> None:
@@ -1149,66 +1378,121 @@ def print_table(before: dict, after: dict, n: int, label: str = "GRPO") -> None:
         print(f"| {k:<18} | {before[k]:6.3f} | {after[k]:6.3f} | {after[k] - before[k]:+7.3f} |")
 
 
+def resume_point(cfg: TrainConfig) -> checkpoint.ResumePoint | None:
+    """The run's resume point if --resume is on and out_dir holds one, else None (then metrics.jsonl starts over)."""
+    return checkpoint.load(cfg.out_dir) if cfg.resume else None
+
+
+def plan_run(cfg: TrainConfig, tok, train, test, start_model=None) -> tuple[list, list]:
+    """Fill in cfg.max_new_tokens and cfg.max_seq_len from the data (plan_lengths); (train prompts, worked
+    solutions) as token ids. With --init_from the model's positions are fixed: its max_seq_len is the run's."""
+    prompts, worked = tokenize(tok, train, cfg.template)
+    longest_prompt = max(map(len, prompts + tokenize(tok, test, cfg.template)[0]))
+    fixed = start_model.cfg.max_seq_len if start_model is not None else 0
+    if fixed and cfg.max_seq_len not in (0, fixed):
+        raise ValueError(f"--max_seq_len {cfg.max_seq_len}: --init_from {cfg.init_from} fixes it at {fixed}")
+    new, seq = plan_lengths(longest_prompt, max(map(len, worked)), cfg.max_new_tokens, fixed or cfg.max_seq_len)
+    if cfg.overlong_cache > new:
+        raise ValueError(f"--overlong_cache {cfg.overlong_cache} must be <= --max_new_tokens {new} (L_cache is the "
+                         "last part of the generation budget L_max)")
+    cfg.max_new_tokens, cfg.max_seq_len = new, seq
+    print(f"lengths: longest prompt {longest_prompt} tokens, longest worked solution {max(map(len, worked))}; "
+          f"max_new_tokens {new}, max_seq_len {seq}")
+    return prompts, worked
+
+
 def main(argv=None) -> dict:
+    """Run the pipeline; returns the final metrics record. Errors a user can fix end in one line (SystemExit)."""
     cfg = parse_config(argv)
-    print(json.dumps(asdict(cfg), indent=1))
+    command = "python train.py " + " ".join(sys.argv[1:] if argv is None else argv)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
     os.makedirs(cfg.out_dir, exist_ok=True)
-    t_start = time.perf_counter()
+    try:
+        return pipeline(cfg, device)
+    except Interrupted as e:
+        print(f"\nstopped after {e}: the run is saved in {cfg.out_dir}; resume it with the same command:\n  {command}")
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print(f"\nstopped at once: the last checkpoint in {cfg.out_dir} is kept; resume it with the same command:\n"
+              f"  {command}")
+        raise SystemExit(130) from None
+    except NonFiniteError as e:
+        raise SystemExit(f"error: {e}; nothing was updated with it. The last checkpoint in {cfg.out_dir} is "
+                         "kept: a lower learning rate (--lr, --rl_lr) or --grad_clip may help") from None
 
+
+def pipeline(cfg: TrainConfig, device: str) -> dict:
+    """Data -> tokenizer -> lengths -> model -> SFT -> RL (or the final SFT evaluation) -> the final record."""
+    t_start = time.perf_counter()
+    torch.manual_seed(cfg.seed)  # the model's initial weights
     # 1. problems, split into train and a held-out test set that shares no question with it
     try:
         train, test = load_problems(cfg)
+        point = resume_point(cfg)
     except (FileNotFoundError, ValueError) as e:  # a malformed data file names its file and line
         raise SystemExit(f"error: {e}") from None
     print(f"{len(train)} training problems, {len(test)} held-out test problems ({cfg.task})")
-    metrics = Metrics(os.path.join(cfg.out_dir, "metrics.jsonl"))
     rss_before_policy = rss_mib()  # the runtime and the data, before any model exists
-    if cfg.init_from:
+    # 2. the tokenizer: trained on the training corpus, every digit its own token (or the start's, or the run's)
+    model = None
+    if point is not None:
+        tok = Tokenizer.from_str(point.tokenizer_json)
+    elif cfg.init_from:
         model, tok = load_start(cfg, device)
-        print(f"model: {model.num_params():,} parameters from {cfg.init_from}; device {device}")
-    else:
-        # 2. tokenizer trained on the training corpus, every digit its own token
-        # the tokenizer learns its merges from the first 20k problems: the corpus is repetitive, more adds nothing
+    else:  # merges learnt from the first 20k problems: the corpus is repetitive, more adds nothing
         tok = tasks.train_tokenizer(tasks.corpus_texts(train[:20_000], cfg.template), cfg.vocab_size)
-        examples = encode_examples(tok, train, cfg.template, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)
-        # 3. the model
-        mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head,
-                           n_embd=cfg.n_embd, max_seq_len=cfg.max_seq_len)
-        model = Transformer(mcfg).to(device)
-        print(f"model: {model.num_params():,} parameters, {mcfg}; device {device}")
-        # 4. stage 1: cold-start SFT
-        try:
-            sft(model, tok, examples, test, cfg, metrics, device)
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: the last checkpoint in {os.path.join(cfg.out_dir, 'sft')} is kept")
-            raise SystemExit(130)
-    result = {"out_dir": cfg.out_dir}
-    if cfg.rl == "none":
-        # 5. final held-out evaluation on the whole test split
+    # 3. sequence lengths from the data
+    try:
+        prompts, worked = plan_run(cfg, tok, train, test, model)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    if point is not None:
+        changed = checkpoint.config_differences(point.train_config, asdict(cfg))
+        if changed:
+            raise SystemExit(f"error: {cfg.out_dir} holds a run with another config ({'; '.join(changed)}): give the "
+                             "same flags to resume it, another --out_dir, or --resume false to start it over")
+        if point.finished:
+            print(f"{cfg.out_dir}: this run has finished (its final record is in metrics.jsonl); nothing to do. "
+                  "Give another --out_dir, or --resume false to run it again")
+            return next(r for r in reversed(read_jsonl(os.path.join(cfg.out_dir, "metrics.jsonl")))
+                        if r.get("stage") == "final")
+        print(f"resuming {cfg.out_dir} from {point.stage} step {point.step}")
+    print(json.dumps(asdict(cfg), indent=1))
+    metrics = Metrics(os.path.join(cfg.out_dir, "metrics.jsonl"), point.metrics_bytes if point else 0)
+    run = Run(cfg, tok, metrics, device)
+    # 4. the model
+    if point is not None:
+        model = Transformer(ModelConfig.from_dict(point.model_config)).to(device)
+        checkpoint.restore_model(point, "policy", model)
+    elif model is None:
+        model = Transformer(ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head,
+                                        n_embd=cfg.n_embd, max_seq_len=cfg.max_seq_len)).to(device)
+    print(f"model: {model.num_params():,} parameters, {model.cfg}; device {device}")
+    # 5. stage 1: cold-start SFT (unless --init_from, or the run resumes in its RL stage)
+    if not cfg.init_from and (point is None or point.stage == "sft"):
+        examples = sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)
+        sft(model, examples, test, run, point)
+    if cfg.rl == "none":  # 6. the final held-out evaluation, on the whole test split
         acc = greedy_pass_at_1(model, tok, test, cfg.template, cfg.max_new_tokens)
         minutes = (time.perf_counter() - t_start) / 60
         metrics.log(stage="final", eval_pass_at_1=acc, eval_n=len(test), minutes=round(minutes, 2))
+        checkpoint.mark_finished(cfg.out_dir, metrics.size())
         print(f"final held-out greedy pass@1: {acc:.3f} on {len(test)} problems | total {minutes:.1f} min")
         print(f"checkpoint: {os.path.join(cfg.out_dir, 'sft')} (model.safetensors and tokenizer.json)")
-        return {**result, "pass_at_1": acc, "n_test": len(test), "minutes": minutes}
-    # 5. stage 2: GRPO (or PPO) from the SFT model, evaluated before and after
-    try:
-        rl = run_rl(model, tok, train, test, cfg, metrics, device)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the last checkpoints in {cfg.out_dir} (sft/, {cfg.rl}/) are kept")
-        raise SystemExit(130)
-    before, after, memory = rl["before"], rl["after"], rl["memory"]
+        return metrics.records()[-1]
+    # 6. stage 2: GRPO (or PPO) from the SFT model, evaluated before and after
+    rl = run_rl(model, train, test, run, point if point is not None and point.stage == cfg.rl else None)
+    evals = stage_evaluations(metrics.records(), cfg.rl)
+    before, after, memory = evals[0], evals[-1], rl["memory"]
     memory["rss_before_policy_mib"] = rss_before_policy  # then the increase counts the policy's weights too
     memory["rss_increase_with_policy_mib"] = round(memory["peak_rss_mib"] - rss_before_policy, 1)
     minutes = (time.perf_counter() - t_start) / 60
     n = min(cfg.rl_eval_n, len(test))
     metrics.log(stage="final", eval_n=n, sft=before, **{cfg.rl: after}, models=rl["models"], memory=memory,
                 minutes=round(minutes, 2))
+    checkpoint.mark_finished(cfg.out_dir, metrics.size())
     print_table(before, after, n, cfg.rl.upper())
     print(f"memory: RSS {memory['rss_before_mib']:.0f} MiB when the {cfg.rl.upper()} stage began, "
           f"{memory['peak_rss_mib']:.0f} MiB at its peak (+{memory['rss_increase_mib']:.0f} MiB"
@@ -1217,8 +1501,7 @@ def main(argv=None) -> dict:
     start = cfg.init_from or os.path.join(cfg.out_dir, "sft")
     print(f"total {minutes:.1f} min | checkpoints: {start} (SFT), {os.path.join(cfg.out_dir, cfg.rl)} "
           f"({cfg.rl.upper()})")
-    return {**result, "sft": before, cfg.rl: after, "models": rl["models"], "memory": memory, "n_test": n,
-            "minutes": minutes}
+    return metrics.records()[-1]
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def test_memory_benchmark_runs_grpo_and_ppo_in_their_own_processes_from_one_chec
     out = str(tmp_path / "mem")
     args = ["memory", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--prompts", "2", "--group", "2",
             "--max_new_tokens", "8", "--steps", "1", "--micro_batch", "1", "--forward_chunk", "2", "--out", out,
-            "--", "--threads", "1", "--vocab_size", "128"]
+            "--", "--threads", "1", "--vocab_size", "300"]
     bench.main(args)
     text = capsys.readouterr().out
     assert text.count("$ ") == 3 and "--rl none" in text  # the checkpoint, then GRPO and PPO from it

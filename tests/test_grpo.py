@@ -13,7 +13,7 @@ import torch
 from grpo import (aggregate, aggregate_weight, broadcast_outcome_advantage, clip_fraction, clipped_surrogate, completion_logprobs,
                   completion_mask, dynamic_sampling_filter, gae, gradient_coefficient, group_advantages,
                   grpo_gradient_coefficient, grpo_loss, grpo_objective, kl_k1, kl_k2, kl_k3, masked_mean, masked_sum,
-                  majority_vote, pass_at_k, policy_ratio, ppo_loss, ppo_token_rewards, process_advantages,
+                  majority_vote, pass_at_k, policy_ratio, ppo_loss, ppo_objective, ppo_token_rewards, process_advantages,
                   rloo_advantages, value_loss, whiten)
 from model import ModelConfig, Transformer, generate, left_pad
 
@@ -473,3 +473,205 @@ def test_majority_vote_counts_answers_ties_go_to_the_first_seen_and_abstentions_
     assert majority_vote([None, None]) is None and majority_vote([]) is None
     from fractions import Fraction
     assert majority_vote([Fraction(12), Fraction(24, 2), Fraction(5)]) == 12  # parsed "12" and "12.0" are one vote
+
+
+# ----------------------------------------------------------------------------- the clip at work: ratios other than 1
+#
+# At ratio 1 (logp == old_logp, one update per rollout) the clip can never act, so the tests above cannot see it.
+# Below, old_logp and ref_logp are built from chosen ratios, old_logp = logp - log(rho) and
+# ref_logp = logp + log(r), so that rho = pi_theta/pi_old and r = pi_ref/pi_theta are round numbers and every
+# expected value is arithmetic a student can redo. eps_low = 0.2, eps_high = 0.28 (DAPO), so the clip
+# interval is [0.8, 1.28]. Two rows: row 0 has 3 real tokens, row 1 has 2 real tokens and a padded token that
+# carries junk (a ratio of e^3 = 20.1, a reference 5 nats above, an advantage of 100) which must not count.
+#
+#   token   A      rho    clip(rho)  min(rho A, clip(rho) A)              r = pi_ref/pi_theta   k3 = r - 1 - ln r
+#   (0,0)   +1     1.5    1.28       1.28    clipped (A > 0, rho > 1.28)   2                     1 - ln 2 = 0.3068528
+#   (0,1)   +1     1.1    1.1        1.1     inside                        1                     0
+#   (0,2)   +1     1.25   1.25       1.25    inside only because eps_high = 0.28 (eps 0.2 would clip it to 1.2)
+#                                                                          0.5                   ln 2 - 0.5 = 0.1931472
+#   (1,0)   -0.5   0.5    0.8        -0.4    clipped (A < 0, rho < 0.8): min(-0.25, -0.4)
+#                                                                          0.5                   0.1931472
+#   (1,1)   -0.5   2.0    1.28       -1.0    NOT clipped: min(-1.0, -0.64) keeps rho A
+#                                                                          2                     0.3068528
+#   (1,2)   pad    (junk)
+#
+# beta = 0.1, and k3(2) + k3(0.5) = 0.5 exactly, so with x = surrogate - beta k3 per token:
+#   row 0 sum: 1.28 + 1.1 + 1.25 - 0.1 * (0.3068528 + 0 + 0.1931472) = 3.63 - 0.05 = 3.58
+#   row 1 sum: -0.4 - 1.0 - 0.1 * (0.1931472 + 0.3068528) = -1.4 - 0.05 = -1.45
+EPS_LOW, EPS_HIGH, BETA = 0.2, 0.28, 0.1
+CLIP_MASK = torch.tensor([[True, True, True], [True, True, False]])
+CLIP_RHO = [[1.5, 1.1, 1.25], [0.5, 2.0, math.exp(3.0)]]  # pi_theta / pi_old; the pad's junk ratio e^3 = 20.09
+CLIP_R = [[2.0, 1.0, 0.5], [0.5, 2.0, math.exp(5.0)]]  # pi_ref / pi_theta; the pad's junk k3 = e^5 - 6 = 142.4
+CLIP_ADV = torch.tensor([1.0, -0.5], dtype=F64)  # (N,) outcome advantages; broadcast gives the pad A = 0
+CLIP_ADV_TOKENS = torch.tensor([[1.0, 1.0, 1.0], [-0.5, -0.5, 100.0]], dtype=F64)  # the same per token, junk on the pad
+# the three normalisers of a token: seq_mean G * |o_i| = 2*3 for row 0 and 2*2 for row 1; token_mean 5 tokens;
+# constant N * max_len = 2 * 4 = 8
+CLIP_NORM = {"seq_mean": torch.tensor([[6.0], [4.0]], dtype=F64), "token_mean": 5.0, "constant": 8.0}
+
+
+def _logps(rho, r):
+    """A leaf logp (with grad) and old_logp, ref_logp built so that exp(logp - old_logp) = rho and
+    exp(ref_logp - logp) = r; the pad's logp is 0, as completion_logprobs leaves it."""
+    logp = torch.tensor([[-1.0, -2.0, -0.5], [-1.5, -0.7, 0.0]], dtype=F64)
+    old_logp = logp - torch.tensor(rho, dtype=F64).log()  # log pi_old = log pi_theta - log rho
+    ref_logp = logp + torch.tensor(r, dtype=F64).log()  # log pi_ref = log pi_theta + log r
+    return logp.clone().requires_grad_(), old_logp, ref_logp
+
+
+@pytest.mark.parametrize("agg, expected", [
+    ("seq_mean", 0.2341666666667),  # (3.58/3 + (-1.45)/2) / 2 = (1.1933333 - 0.725) / 2 = 0.2341667
+    ("token_mean", 0.426),  # (3.58 - 1.45) / 5 tokens = 2.13 / 5
+    ("constant", 0.26625),  # 2.13 / (N * max_len) = 2.13 / 8
+])
+def test_the_grpo_objective_off_ratio_1_takes_the_pessimistic_min_on_both_sides_of_the_clip_in_each_aggregation(
+        agg, expected):
+    logp, old_logp, ref_logp = _logps(CLIP_RHO, CLIP_R)
+    for adv in (CLIP_ADV, CLIP_ADV_TOKENS):  # outcome (N,) or per-token (N, T) with junk on the pad: the same J
+        J, stats = grpo_objective(logp, old_logp, ref_logp, adv, CLIP_MASK, BETA, EPS_LOW, EPS_HIGH, agg, max_len=4)
+        assert J.item() == pytest.approx(expected, abs=1e-12)
+        assert stats["objective"] == pytest.approx(expected, abs=1e-12)
+        loss, loss_stats = grpo_loss(logp, old_logp, ref_logp, adv, CLIP_MASK, BETA, EPS_LOW, EPS_HIGH, agg, max_len=4)
+        assert loss.item() == -J.item()  # loss = -J, the same number with its sign flipped
+        assert loss_stats == stats  # the loss reports the objective's stats
+
+
+def test_the_grpo_stats_off_ratio_1_count_clipped_tokens_and_average_ratio_and_kl_over_the_real_tokens_only():
+    logp, old_logp, ref_logp = _logps(CLIP_RHO, CLIP_R)
+    _, stats = grpo_objective(logp, old_logp, ref_logp, CLIP_ADV_TOKENS, CLIP_MASK, BETA, EPS_LOW, EPS_HIGH)
+    assert stats["clip_frac"] == pytest.approx(2 / 5)  # (0,0) and (1,0) of 5 real tokens; (1,1) is not clipped
+    assert stats["ratio_mean"] == pytest.approx(1.27, abs=1e-12)  # (1.5 + 1.1 + 1.25 + 0.5 + 2.0) / 5 = 6.35 / 5
+    assert stats["ratio_min"] == pytest.approx(0.5, abs=1e-12)
+    assert stats["ratio_max"] == pytest.approx(2.0, abs=1e-12)  # not the pad's e^3 = 20.1
+    # token mean of k3: (0.3068528 + 0 + 0.1931472 + 0.1931472 + 0.3068528) / 5 = 1.0 / 5, not the pad's 142.4
+    assert stats["kl"] == pytest.approx(0.2, abs=1e-12)
+    assert stats["tokens"] == 5
+
+
+@pytest.mark.parametrize("agg", ["seq_mean", "token_mean", "constant"])
+def test_the_grpo_objective_clips_a_positive_advantage_token_above_1_plus_eps_high_and_its_gradient_is_only_the_kl_term(
+        agg):
+    # loss = -J, J = sum_{i,t} (surrogate - beta k3) / norm_{i,t}. Per token, times its normaliser:
+    #   d(-surrogate)/dlogp = -rho A where the unclipped branch is taken (d rho / dlogp = rho), 0 where clipped
+    #   d(+beta k3)/dlogp  = beta (1 - r)  (k3 = r - 1 - ln r, dr/dlogp = -r; for J it is beta (r - 1))
+    #   (0,0) clipped:      0          + 0.1 * (1 - 2)   = -0.1
+    #   (0,1) inside:      -1.1 * 1    + 0.1 * (1 - 1)   = -1.1
+    #   (0,2) inside:      -1.25 * 1   + 0.1 * (1 - 0.5) = -1.2
+    #   (1,0) clipped:      0          + 0.1 * (1 - 0.5) = +0.05
+    #   (1,1) not clipped: -2.0 * -0.5 + 0.1 * (1 - 2)   = +0.9
+    #   (1,2) pad:          0
+    logp, old_logp, ref_logp = _logps(CLIP_RHO, CLIP_R)
+    loss, _ = grpo_loss(logp, old_logp, ref_logp, CLIP_ADV, CLIP_MASK, BETA, EPS_LOW, EPS_HIGH, agg, max_len=4)
+    loss.backward()
+    times_norm = torch.tensor([[-0.1, -1.1, -1.2], [0.05, 0.9, 0.0]], dtype=F64)
+    assert torch.allclose(logp.grad, times_norm / CLIP_NORM[agg], atol=1e-12, rtol=0)
+    # seq_mean, spelled out: row 0 over 6, row 1 over 4
+    if agg == "seq_mean":
+        expected = torch.tensor([[-0.1 / 6, -1.1 / 6, -1.2 / 6], [0.05 / 4, 0.9 / 4, 0.0]], dtype=F64)
+        assert torch.allclose(logp.grad, expected, atol=1e-12, rtol=0)
+    assert logp.grad[1, 2] == 0.0  # the pad's junk gets no gradient at all
+
+
+@pytest.mark.parametrize("agg", ["seq_mean", "token_mean", "constant"])
+def test_with_beta_zero_the_clipped_tokens_of_the_grpo_loss_get_exactly_zero_gradient(agg):
+    # beta = 0: the KL part is gone, so the clipped tokens (0,0) and (1,0) have nothing left: exactly 0.0.
+    # The others keep -rho A / norm: (0,1) -1.1, (0,2) -1.25, (1,1) +1.0 (times 1/norm)
+    logp, old_logp, ref_logp = _logps(CLIP_RHO, CLIP_R)
+    for ref in (ref_logp, None):  # with a reference at beta 0, and without one
+        logp.grad = None
+        loss, _ = grpo_loss(logp, old_logp, ref, CLIP_ADV, CLIP_MASK, 0.0, EPS_LOW, EPS_HIGH, agg, max_len=4)
+        loss.backward()
+        assert logp.grad[0, 0].item() == 0.0 and logp.grad[1, 0].item() == 0.0
+        times_norm = torch.tensor([[0.0, -1.1, -1.25], [0.0, 1.0, 0.0]], dtype=F64)
+        assert torch.allclose(logp.grad, times_norm / CLIP_NORM[agg], atol=1e-12, rtol=0)
+
+
+def test_the_reference_log_probs_get_no_gradient_from_the_grpo_loss_even_if_passed_with_requires_grad():
+    # choice 5: ref_logp carries no gradient (pi_ref is frozen). A ref_logp that still has a graph (a caller who
+    # forgot no_grad) must neither receive a gradient nor change the policy's.
+    logp, old_logp, ref_logp = _logps(CLIP_RHO, CLIP_R)
+    ref_leaf = ref_logp.clone().requires_grad_()
+    loss, _ = grpo_loss(logp, old_logp, ref_leaf, CLIP_ADV, CLIP_MASK, BETA, EPS_LOW, EPS_HIGH)
+    g_logp, g_ref = torch.autograd.grad(loss, (logp, ref_leaf), allow_unused=True)
+    assert g_ref is None  # not in the graph at all
+    expected = torch.tensor([[-0.1 / 6, -1.1 / 6, -1.2 / 6], [0.05 / 4, 0.9 / 4, 0.0]], dtype=F64)  # as above
+    assert torch.allclose(g_logp, expected, atol=1e-12, rtol=0)
+
+
+# PPO with per-token advantages (N, T), the same eps_low = 0.2, eps_high = 0.28 (clip interval [0.8, 1.28]):
+#
+#   token   A      rho    min(rho A, clip(rho) A)
+#   (0,0)   +2     1.5    min(3.0, 2.56)  = 2.56   clipped (A > 0, rho > 1.28)
+#   (0,1)   -1     0.5    min(-0.5, -0.8) = -0.8   clipped (A < 0, rho < 0.8)
+#   (0,2)   +0.5   0.6    min(0.3, 0.4)   = 0.3    NOT clipped (A > 0 below 0.8: the min keeps rho A)
+#   (1,0)   -2     1.5    min(-3.0, -2.56) = -3.0  NOT clipped (A < 0 above 1.28)
+#   (1,1)   +1     1.25   1.25                     inside only because eps_high = 0.28
+#   (1,2)   pad: A = 100, rho = e^3 (junk)
+#   row sums: 2.56 - 0.8 + 0.3 = 2.06;  -3.0 + 1.25 = -1.75
+PPO_RHO = [[1.5, 0.5, 0.6], [1.5, 1.25, math.exp(3.0)]]
+PPO_ADV = torch.tensor([[2.0, -1.0, 0.5], [-2.0, 1.0, 100.0]], dtype=F64)
+
+
+@pytest.mark.parametrize("agg, expected", [
+    ("seq_mean", -0.0941666666667),  # (2.06/3 + (-1.75)/2) / 2 = (0.6866667 - 0.875) / 2 = -0.0941667
+    ("token_mean", 0.062),  # (2.06 - 1.75) / 5 = 0.31 / 5
+    ("constant", 0.03875),  # 0.31 / (2 * 4)
+])
+def test_the_ppo_objective_off_ratio_1_clips_per_token_advantages_on_both_sides_in_each_aggregation(agg, expected):
+    logp, old_logp, _ = _logps(PPO_RHO, [[1.0] * 3] * 2)
+    J, stats = ppo_objective(logp, old_logp, PPO_ADV, CLIP_MASK, EPS_LOW, EPS_HIGH, agg, max_len=4)
+    assert J.item() == pytest.approx(expected, abs=1e-12)
+    loss, loss_stats = ppo_loss(logp, old_logp, PPO_ADV, CLIP_MASK, EPS_LOW, EPS_HIGH, agg, max_len=4)
+    assert loss.item() == -J.item() and loss_stats == stats
+    assert stats["clip_frac"] == pytest.approx(2 / 5)  # (0,0) and (0,1); not (0,2) nor (1,0)
+    assert stats["ratio_mean"] == pytest.approx(1.07, abs=1e-12)  # (1.5 + 0.5 + 0.6 + 1.5 + 1.25) / 5 = 5.35 / 5
+    assert (stats["ratio_min"], stats["ratio_max"]) == (pytest.approx(0.5), pytest.approx(1.5))  # not the pad's 20.1
+    assert stats["tokens"] == 5 and "kl" not in stats  # PPO's KL is in the reward, not the loss
+
+
+@pytest.mark.parametrize("agg", ["seq_mean", "token_mean", "constant"])
+def test_the_ppo_loss_gradient_is_zero_on_clipped_tokens_and_minus_rho_a_over_the_normaliser_elsewhere(agg):
+    # d(-surrogate)/dlogp times the normaliser: clipped (0,0), (0,1): 0;  (0,2): -0.6 * 0.5 = -0.3;
+    # (1,0): -1.5 * -2 = +3.0;  (1,1): -1.25 * 1 = -1.25;  pad 0
+    logp, old_logp, _ = _logps(PPO_RHO, [[1.0] * 3] * 2)
+    loss, _ = ppo_loss(logp, old_logp, PPO_ADV, CLIP_MASK, EPS_LOW, EPS_HIGH, agg, max_len=4)
+    loss.backward()
+    assert logp.grad[0, 0].item() == 0.0 and logp.grad[0, 1].item() == 0.0  # exactly zero where clipped
+    times_norm = torch.tensor([[0.0, 0.0, -0.3], [3.0, -1.25, 0.0]], dtype=F64)
+    assert torch.allclose(logp.grad, times_norm / CLIP_NORM[agg], atol=1e-12, rtol=0)
+
+
+def test_clipped_surrogate_with_eps_low_0_2_and_eps_high_0_28_clips_at_0_8_below_and_1_28_above():
+    ratio = torch.tensor([0.7, 0.75, 1.25, 1.3, 0.75, 0.85, 1.25, 1.3], dtype=F64, requires_grad=True)
+    adv = torch.tensor([2.0, 2.0, 2.0, 2.0, -3.0, -3.0, -3.0, -3.0], dtype=F64)
+    s = clipped_surrogate(ratio, adv, EPS_LOW, EPS_HIGH)
+    expected = torch.tensor([
+        1.4,  # A=2, 0.7:   min(1.4, 0.8*2 = 1.6) = 1.4        (A > 0: the lower clip never acts)
+        1.5,  # A=2, 0.75:  min(1.5, 1.6) = 1.5
+        2.5,  # A=2, 1.25:  inside [0.8, 1.28]: 2.5            (eps_high = eps_low = 0.2 would give 2.4)
+        2.56,  # A=2, 1.3:  min(2.6, 1.28*2 = 2.56) = 2.56     clipped above
+        -2.4,  # A=-3, 0.75: min(-2.25, 0.8*-3 = -2.4) = -2.4  clipped below (eps_low 0.28 would give -2.25)
+        -2.55,  # A=-3, 0.85: inside: -2.55
+        -3.75,  # A=-3, 1.25: min(-3.75, -3.75) = -3.75        inside
+        -3.9,  # A=-3, 1.3:  min(-3.9, 1.28*-3 = -3.84) = -3.9  NOT clipped (A < 0: the upper clip never acts)
+    ], dtype=F64)
+    assert torch.allclose(s, expected, atol=1e-12, rtol=0)
+    s.sum().backward()
+    # d/drho: A on the unclipped branch, 0 where the clipped constant wins (1.3 with A > 0, 0.75 with A < 0)
+    assert ratio.grad.tolist() == [2.0, 2.0, 2.0, 0.0, 0.0, -3.0, -3.0, -3.0]
+
+
+def test_at_a_ratio_exactly_on_the_clip_boundary_the_surrogate_keeps_its_full_gradient_and_is_not_counted_clipped():
+    # 1 + 0.28 == 1.28 and 1 - 0.2 == 0.8 exactly in float64, so these ratios sit exactly on the bounds.
+    ratio = torch.tensor([1.28, 0.8, 1.28, 0.8], dtype=F64, requires_grad=True)
+    adv = torch.tensor([2.0, -3.0, -3.0, 2.0], dtype=F64)
+    s = clipped_surrogate(ratio, adv, EPS_LOW, EPS_HIGH)
+    # both branches are equal on the boundary: 1.28*2 = 2.56, 0.8*-3 = -2.4, 1.28*-3 = -3.84, 0.8*2 = 1.6
+    assert torch.allclose(s, torch.tensor([2.56, -2.4, -3.84, 1.6], dtype=F64), atol=1e-12, rtol=0)
+    s.sum().backward()
+    # What torch gives on the boundary: the full A, as if unclipped. Two rules make it so:
+    #   - clamp passes the gradient through where min <= x <= max, bounds included, so d clip(rho)/drho = 1 there;
+    #   - minimum(a, b) with a == b sends half the gradient to each: 1/2 * A (rho A) + 1/2 * A * 1 (clip(rho) A) = A.
+    # So the clip removes the gradient only strictly beyond 1 + eps_high (A > 0) or 1 - eps_low (A < 0), and
+    # clip_fraction (strict <) agrees: a token on the boundary is not counted as clipped.
+    assert ratio.grad.tolist() == [2.0, -3.0, -3.0, 2.0]
+    assert clip_fraction(ratio.detach(), adv, torch.ones(4, dtype=torch.bool), EPS_LOW, EPS_HIGH).item() == 0.0

@@ -273,8 +273,12 @@ def test_micro_batches_and_forward_chunks_change_the_memory_not_the_update(rl, a
     (["--critic_lr", "0"], "--critic_lr", "must be > 0"),
     (["--value_clip", "-0.2"], "--value_clip", "must be >= 0"),
     (["--whiten_adv", "maybe"], "--whiten_adv", "not a boolean"),
-    (["--rl", "ppo", "--dynamic_sampling", "true"], "--dynamic_sampling", "with --rl ppo it must be false"),
-    (["--rl", "ppo", "--supervision", "process"], "--supervision", "with --rl ppo the allowed value is outcome")])
+    (["--rl", "ppo", "--dynamic_sampling", "true"], "--dynamic_sampling", "no effect here: it acts only with --rl grpo"),
+    (["--rl", "ppo", "--supervision", "process"], "--supervision", "no effect here: it acts only with --rl grpo"),
+    (["--rl", "ppo", "--std_ddof", "1"], "--std_ddof", "no effect here: it acts only with --rl grpo"),
+    (["--rl", "ppo", "--adv_scale", "none"], "--adv_scale", "no effect here: it acts only with --rl grpo"),
+    (["--gamma", "0.9"], "--gamma", "no effect here: it acts only with --rl ppo"),
+    (["--rl", "grpo", "--whiten_adv", "false"], "--whiten_adv", "no effect here: it acts only with --rl ppo")])
 def test_bad_ppo_flags_are_errors_that_name_the_flag_and_the_allowed_values(argv, flag, words, capsys):
     with pytest.raises(SystemExit):
         train.parse_config(argv)

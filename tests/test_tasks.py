@@ -5,6 +5,7 @@ GSM8K fixtures are written to tmp_path.
 """
 
 import json
+import os
 import random
 import re
 import sys
@@ -13,7 +14,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, decoders, pre_tokenizers
 
 # Make `import tasks` work however pytest is launched (no package, no conftest).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -432,3 +433,158 @@ def test_tokenizer_training_is_deterministic():
 def test_tokenizer_compresses_words_but_not_numbers(tok):
     ids = tasks.encode(tok, "User: What is 347*6+125?\nAssistant:")
     assert tok.get_vocab_size() == 512 and len(ids) < len("User: What is 347*6+125?\nAssistant:")
+
+
+# -----------------------------------------------------------------------------
+# Token spans: which characters of the decoded text each token supplies
+
+
+def old_token_by_token_spans(tok, ids):
+    """The method train.token_ends used: decode each token alone and add up the lengths."""
+    spans, pos = [], 0
+    for i in ids:
+        piece = tasks.decode(tok, [i])
+        spans.append((pos, pos + len(piece)))
+        pos += len(piece)
+    return spans
+
+
+def prefix_decoding_spans(tok, ids, text):
+    """Oracle, for a valid text (no U+FFFD of its own): after the first k tokens, the complete
+    characters are the longest common prefix of decode(ids[:k]) and the text (an unfinished
+    character decodes to U+FFFD, which never matches)."""
+    complete = [0] + [len(os.path.commonprefix([tasks.decode(tok, ids[:k]), text]))
+                      for k in range(1, len(ids) + 1)]  # fmt: skip
+    return list(zip(complete, complete[1:]))
+
+
+def assert_contiguous_cover(spans, text, n_ids):
+    assert len(spans) == n_ids
+    assert "".join(text[s:e] for s, e in spans) == text
+    ends = [0] + [e for _, e in spans]
+    assert all(s == prev_end and s <= e for (s, e), prev_end in zip(spans, ends))
+    assert ends[-1] == len(text)
+
+
+MULTIBYTE_TEXT = "2+3 = <<2+3=5>>5 é€🙂 ЖЖ <<5*4=20>>20"
+CHAR_POOLS = ["0123456789+-*=<> .\n", "abcXYZ", "éüñ", "ЖЩя", "€漢字✓", "🙂👍🏽🇫🇷"]
+
+
+def random_unicode_text(rng: random.Random) -> str:
+    """Valid text mixing ASCII, 2-, 3- and 4-byte characters, tags and calculator steps."""
+    parts = []
+    for _ in range(rng.randint(1, 30)):
+        r = rng.random()
+        if r < 0.1:
+            parts.append(rng.choice(tasks.SPECIAL_TOKENS))
+        elif r < 0.2:
+            a, b = rng.randint(0, 99), rng.randint(0, 99)
+            parts.append(f" <<{a}+{b}={a + b}>>{a + b}")
+        else:
+            parts.append(rng.choice(rng.choice(CHAR_POOLS)))
+    return "".join(parts)
+
+
+def test_bytes_to_unicode_is_the_table_the_byte_level_pre_tokenizer_uses():
+    table = tasks.bytes_to_unicode()
+    assert sorted(table) == list(range(256))
+    assert sorted(table.values()) == sorted(pre_tokenizers.ByteLevel.alphabet())
+    # Each byte valid UTF-8 can hold (all but 0xC0, 0xC1, 0xF5..0xFF) maps as ByteLevel maps it.
+    text = "".join(chr(c) for c in [*range(0x800), *range(0x800, 0x110000, 0x800)]
+                   if not 0xD800 <= c < 0xE000)  # fmt: skip
+    assert set(text.encode("utf-8")) == set(range(256)) - {0xC0, 0xC1, *range(0xF5, 0x100)}
+    pre = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    assert "".join(piece for piece, _ in pre.pre_tokenize_str(text)) == "".join(
+        table[b] for b in text.encode("utf-8"))
+
+
+def test_byte_level_decoder_replaces_invalid_bytes_exactly_as_python_errors_replace():
+    # token_spans relies on this: both follow Unicode's "maximal subpart" practice.
+    table, rng = tasks.bytes_to_unicode(), random.Random(0)
+    interesting = [0x3C, 0x61, 0x80, 0x9F, 0xA0, 0xBF, 0xC2, 0xC3, 0xE0, 0xED, 0xF0, 0xF4, 0xFF]
+    for _ in range(5000):
+        raw = bytes(rng.choice([rng.randrange(256), rng.choice(interesting)])
+                    for _ in range(rng.randint(1, 12)))  # fmt: skip
+        chars = ["".join(table[b] for b in raw)]
+        assert decoders.ByteLevel().decode(chars) == raw.decode("utf-8", errors="replace"), raw
+
+
+def test_token_spans_of_2000_random_id_sequences_join_to_decode_contiguously_in_order(tok):
+    rng, vocab = random.Random(0), tok.get_vocab_size()
+    non_ascii = [i for i in range(vocab) if tasks.decode(tok, [i]) == "\ufffd"]  # bytes >= 0x80
+    assert len(non_ascii) == 128
+    specials = list(range(len(tasks.SPECIAL_TOKENS)))
+
+    def draw() -> int:  # byte tokens >= 0x80 and special tokens often, any token otherwise
+        r = rng.random()
+        return rng.choice(non_ascii if r < 0.4 else specials if r < 0.5 else range(vocab))
+
+    old_differs = with_special = 0
+    for _ in range(2000):
+        ids = [draw() for _ in range(rng.randint(0, 40))]
+        text = tasks.decode(tok, ids)
+        assert_contiguous_cover(tasks.token_spans(tok, ids), text, len(ids))
+        old_differs += "".join(tasks.decode(tok, [i]) for i in ids) != text
+        with_special += any(i < len(tasks.SPECIAL_TOKENS) for i in ids)
+    assert old_differs > 1000 and with_special > 1000  # the draw holds what broke the old method
+
+
+def test_each_character_belongs_to_the_token_that_completes_it_as_prefix_decoding_says(tok):
+    from rewards import char_to_token_index
+    rng = random.Random(1)
+    texts = [MULTIBYTE_TEXT, "é", "🙂🙂", "<think> café 漢字 </think><eos>"]
+    texts += [random_unicode_text(rng) for _ in range(300)]
+    n_empty = 0
+    for text in texts:
+        assert "\ufffd" not in text
+        ids = tasks.encode(tok, text)
+        assert tasks.decode(tok, ids) == text
+        spans = tasks.token_spans(tok, ids)
+        assert spans == prefix_decoding_spans(tok, ids, text), text
+        n_empty += sum(s == e for s, e in spans)
+        # the caller's lookup never lands on an empty span: each character finds its own token
+        for c in range(len(text)):
+            k = char_to_token_index(c, spans)
+            assert spans[k][0] <= c < spans[k][1]
+    assert n_empty > 500  # many characters were split across byte tokens
+
+
+def test_an_invalid_byte_run_is_one_u_fffd_on_the_token_whose_byte_shows_it_invalid(tok):
+    lead, tail, eq = (tok.token_to_id(t) for t in ["Ã", "©", "="])  # é is b"\xc3\xa9"
+    think = tok.token_to_id("<think>")
+    cases = [  # ids, decoded text, expected spans
+        ([lead, tail], "é", [(0, 0), (0, 1)]),  # valid: on the token of its last byte
+        ([lead, eq, tail], "\ufffd=\ufffd", [(0, 0), (0, 2), (2, 3)]),  # '=' cuts 0xC3 short
+        ([eq, lead], "=\ufffd", [(0, 1), (1, 2)]),  # unfinished at the end: on the last token
+        ([lead, think], "\ufffd<think>", [(0, 0), (0, 8)]),
+    ]
+    for ids, text, spans in cases:
+        assert tasks.decode(tok, ids) == text
+        assert tasks.token_spans(tok, ids) == spans
+
+
+def test_old_token_by_token_spans_misplace_step_ends_that_token_spans_get_right(tok):
+    from rewards import char_to_token_index, step_rewards
+    ids = tasks.encode(tok, MULTIBYTE_TEXT)
+    text = tasks.decode(tok, ids)
+    steps = step_rewards(text)
+    assert text == MULTIBYTE_TEXT and [text[s.end - 2 : s.end] for s in steps] == [">>", ">>"]
+
+    def closing_tokens(spans):
+        return [ids[char_to_token_index(s.end - 1, spans)] for s in steps]
+
+    old = old_token_by_token_spans(tok, ids)
+    assert "".join(tasks.decode(tok, [i]) for i in ids) != text  # U+FFFD pieces ...
+    assert old[-1][1] > len(text)  # ... so the lengths add up to more than the text
+    assert ">" not in tasks.decode(tok, [closing_tokens(old)[1]])  # the second step lands elsewhere
+    assert all(">" in tasks.decode(tok, [t]) for t in closing_tokens(tasks.token_spans(tok, ids)))
+
+
+def test_token_spans_raise_rather_than_return_spans_that_do_not_match_decode(tok):
+    ids = tasks.encode(tok, MULTIBYTE_TEXT)
+    with pytest.raises(ValueError, match="not in the vocabulary"):
+        tasks.token_spans(tok, ids + [tok.get_vocab_size() + 5])
+    other = Tokenizer.from_str(tok.to_str())
+    other.decoder = decoders.BPEDecoder()  # decodes differently from the bytes token_spans reads
+    with pytest.raises(ValueError, match="differs from decode"):
+        tasks.token_spans(other, ids)

@@ -23,16 +23,25 @@ def test_sft_batch_masks_exactly_the_completion_tokens_and_eos():
 
 
 def test_length_grouped_batches_cover_random_examples_in_batches_of_similar_length():
-    import random
-    examples = [([1] * n, [2]) for n in range(1, 401)]  # lengths 2..401
-    batches = train.length_grouped_batches(examples, 8, random.Random(0), group=16)
-    drawn = [next(batches) for _ in range(50)]
+    lengths = list(range(2, 402))  # example i has length i + 2
+    drawn = [train.sft_batch_indices(lengths, 8, step, seed=0, group=16) for step in range(50)]
     assert all(len(b) == 8 and len(set(b)) == 8 for b in drawn)
     spread = sum(max(b) - min(b) for b in drawn) / len(drawn)
     assert spread < 100  # a random batch of 8 out of 400 spreads over ~310 lengths on average
     assert len({i for b in drawn for i in b}) > 250  # yet the examples seen are spread over the whole set
+    plain = [train.sft_batch_indices(lengths, 8, step, seed=0) for step in range(50)]
+    assert sum(max(b) - min(b) for b in plain) / 50 > 200  # group=1: plain random batches
     with pytest.raises(ValueError, match="batch_size"):
-        next(train.length_grouped_batches(examples[:4], 8, random.Random(0), group=16))
+        train.sft_batch_indices(lengths[:4], 8, 0, seed=0, group=16)
+
+
+def test_the_batch_of_an_sft_step_depends_on_the_seed_and_the_step_only():
+    lengths = list(range(2, 402))
+    first = [train.sft_batch_indices(lengths, 8, step, seed=0, group=4) for step in range(12)]
+    again = [train.sft_batch_indices(lengths, 8, step, seed=0, group=4) for step in reversed(range(12))][::-1]
+    assert first == again  # drawn in any order, e.g. from step 7 on after a resume
+    assert first != [train.sft_batch_indices(lengths, 8, step, seed=1, group=4) for step in range(12)]
+    assert len({tuple(b) for b in first}) == 12  # every step its own batch
 
 
 def test_completion_loss_ignores_masked_positions():
@@ -67,7 +76,8 @@ def test_sft_stops_at_the_time_budget_and_still_evaluates_and_checkpoints(tmp_pa
     train.main(["--preset", "smoke", "--out_dir", out, "--sft_steps", "100000", "--sft_minutes", "0.05", "--rl", "none"])
     records = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     evals = [r for r in records if r.get("stage") == "sft" and "eval_pass_at_1" in r]
-    assert evals and evals[-1]["step"] < 100000 and evals[-1]["time"] < 60
+    steps = [r for r in records if r.get("stage") == "sft" and "loss" in r]
+    assert evals and evals[-1]["step"] < 100000 and steps[-1]["time"] < 60
     assert os.path.exists(os.path.join(out, "sft", "model.safetensors"))
 
 
@@ -105,8 +115,8 @@ def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys):
     records = [json.loads(line) for line in open(os.path.join(run, "metrics.jsonl"))]
     losses = [r["loss"] for r in records if "loss" in r]
     assert losses[-1] < losses[0]  # it learns something
-    assert records[-1]["stage"] == "final" and records[-1]["eval_n"] == result["n_test"]
-    assert 0.0 <= result["pass_at_1"] <= 1.0
+    assert records[-1] == result and result["stage"] == "final" and result["eval_n"] == 50  # the whole test split
+    assert 0.0 <= result["eval_pass_at_1"] <= 1.0
     # the checkpoint stores the config, and sample.py rebuilds the very same held-out split from it
     sample.main([run, "--question", "What is 12*3+4?", "--n", "10"])  # a run directory: its sft/ checkpoint
     printed = capsys.readouterr().out
@@ -149,15 +159,16 @@ def test_sft_direct_frac_gives_that_share_of_answer_only_targets_reproducibly():
     tok = tasks.train_tokenizer([tasks.format_completion(p) for p in tasks.make_splits("arithmetic", 200, 10, 0)[0]],
                                 vocab_size=128)
     problems = tasks.make_splits("arithmetic", 400, 10, seed=0)[0]
+    prompts, worked = train.tokenize(tok, problems, "compact")
     def direct_share(frac, seed=0):
-        examples = train.encode_examples(tok, problems, "compact", 160, frac, seed)
+        examples = train.sft_examples(problems, prompts, worked, tok, 160, frac, seed)
         return [tasks.decode(tok, c).startswith(" <think> </think> <answer> ") for _, c in examples]
     assert sum(direct_share(0.0)) == 0  # the default cold start: every target is worked
     share = direct_share(0.5)
     assert 160 <= sum(share) <= 240  # 400 fair coin flips
     assert share == direct_share(0.5)  # fixed by the seed
     assert share != direct_share(0.5, seed=1)
-    examples = train.encode_examples(tok, problems, "compact", 160, 0.5, 0)
+    examples = train.sft_examples(problems, prompts, worked, tok, 160, 0.5, 0)
     i = share.index(True)
     assert tasks.decode(tok, examples[i][1][:-1]) == f" <think> </think> <answer> {problems[i].answer} </answer>"
     assert examples[i][1][-1] == tasks.EOS_ID
@@ -170,8 +181,8 @@ def test_sft_direct_frac_outside_0_1_is_refused(value, capsys):
     assert "--sft_direct_frac must be in [0, 1)" in capsys.readouterr().err
 
 
-def test_the_word_cpu_preset_is_the_command_line_of_the_readme_run():
+def test_the_word_cpu_preset_runs_the_steps_of_the_readme_run_without_time_budgets():
     cfg = train.parse_config(["--preset", "word_cpu"])
-    assert (cfg.task, cfg.vocab_size, cfg.max_seq_len, cfg.max_new_tokens, cfg.batch_size) == ("word", 512, 288, 192, 32)
-    assert (cfg.sft_steps, cfg.sft_minutes, cfg.rl_steps, cfg.rl_minutes, cfg.pass_k) == (3000, 9.0, 300, 6.0, 4)
+    assert (cfg.task, cfg.vocab_size, cfg.max_new_tokens, cfg.batch_size) == ("word", 512, 192, 32)
+    assert (cfg.sft_steps, cfg.sft_minutes, cfg.rl_steps, cfg.rl_minutes, cfg.pass_k) == (1350, 0.0, 80, 0.0, 4)
     assert cfg.rl == "grpo" and cfg.sft_direct_frac == 0.5 and cfg.n_embd == 128  # the default cold start and size

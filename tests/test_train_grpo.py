@@ -73,24 +73,62 @@ def test_outcome_advantages_are_the_group_normalised_rewards_on_every_token(tok)
     assert torch.allclose(none[:, 0], torch.tensor([0.75, -0.25, -0.25, -0.25]))
 
 
-def test_process_advantages_sum_the_normalised_rewards_of_the_steps_from_each_token_on(tok):
-    roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)
-    roll.rewards = roll.correct  # outcome = accuracy only (--reward_format 0), so that no z below is 0
+def step_closing_tokens(tok, ids: list[int]) -> list[int]:
+    """An oracle for index(j), independent of tasks.token_spans: the first k whose prefix ids[:k+1] decodes to
+    text holding j+1 complete '>>' (prefix decoding; a cut multi-byte character at its end cannot hold '>')."""
+    ends = []
+    for k in range(len(ids)):
+        if tasks.decode(tok, ids[:k + 1]).count(">>") > len(ends):
+            ends.append(k)
+    return ends
+
+
+def expected_process_row(n_tokens: int, ends: list[int], z: list[float]) -> list[float]:
+    """A_t = sum of z_j over the steps j whose end index(j) >= t (DeepSeekMath §4.1.3), written as a loop."""
+    return [sum(zj for e, zj in zip(ends, z) if e >= t) for t in range(n_tokens)]
+
+
+@pytest.mark.parametrize("prefix", ["", "é ✓ "])  # multi-byte characters before the steps shift naive offsets
+def test_process_advantages_follow_deepseekmath_4_1_3_from_the_step_rewards_alone(tok, prefix):
+    right = RIGHT.replace("<think> ", "<think> " + prefix)
+    wrong = WRONG.replace("<think> ", "<think> " + prefix)
+    roll = rollouts_of(tok, [right, wrong], "20", G=2)
     adv = train.advantages(roll, tok, train.TrainConfig(supervision="process"))
-    # steps: RIGHT [1, 1] + outcome 1; WRONG [1, 0] + outcome 0; normalised over all six
-    flat = torch.tensor([1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
-    z = ((flat - flat.mean()) / flat.std(correction=0)).view(2, 3)
+    # step rewards: right [1, 1], wrong [1, 0]; R = [1, 1, 1, 0]: mean 0.75, population std sqrt(0.1875) = 0.4330127
+    # z = (R - 0.75) / 0.4330127 = [0.5773503, 0.5773503 | 0.5773503, -1.7320508]; the outcome is not a step
+    z = [[0.5773503, 0.5773503], [0.5773503, -1.7320508]]
     for i in range(2):
         n = int(roll.mask[i].sum())
-        row = adv[i, :n]
-        assert row[0].item() == pytest.approx(z[i].sum().item(), abs=1e-5)  # before step 1: all three
-        assert row[-1].item() == pytest.approx(z[i, 2].item(), abs=1e-5)  # the last token: the outcome only
-        # the advantage changes exactly after the tokens that close a step ('>>'), and nowhere else
-        changes = [t for t in range(n - 1) if abs(row[t + 1] - row[t]) > 1e-6]
-        assert len(changes) == 2  # after each '>>'; the answer tokens after it carry the outcome's z alone
-        for t in changes:
-            assert tasks.decode(tok, [roll.ids[i, t].item()]).endswith(">")
+        ids = roll.ids[i, :n].tolist()
+        ends = step_closing_tokens(tok, ids[:-1])  # the EOS closes no step
+        assert len(ends) == 2 and all(tasks.decode(tok, [ids[e]]).endswith(">") for e in ends)
+        assert adv[i, :n].tolist() == pytest.approx(expected_process_row(n, ends, z[i]), abs=1e-5)
         assert (adv[i, n:] == 0).all()
+    # right: 1.1547 on every token up to the first '>>', 0.5774 up to the second, 0 on the answer tokens after it
+    assert adv[0, 0].item() == pytest.approx(1.1547005, abs=1e-5) and adv[0, n - 1].item() == 0.0
+
+
+def test_process_advantages_with_the_outcome_as_a_last_step_normalise_it_with_the_step_rewards(tok):
+    roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)
+    roll.rewards = roll.correct  # outcome = accuracy only (--reward_format 0), so that no z below is 0
+    adv = train.advantages(roll, tok, train.TrainConfig(supervision="process", process_outcome="last_step"))
+    # steps: right [1, 1] + outcome 1; wrong [1, 0] + outcome 0: R = [1, 1, 1, 1, 0, 0], mean 2/3,
+    # population std sqrt(2/9) = 0.4714045: z = [0.7071068 x 4, -1.4142136 x 2]
+    z = [[0.7071068, 0.7071068, 0.7071068], [0.7071068, -1.4142136, -1.4142136]]
+    for i in range(2):
+        n = int(roll.mask[i].sum())
+        ends = step_closing_tokens(tok, roll.ids[i, :n - 1].tolist()) + [n - 1]  # the outcome ends on the EOS
+        assert adv[i, :n].tolist() == pytest.approx(expected_process_row(n, ends, z[i]), abs=1e-5)
+
+
+def test_process_supervision_refuses_flags_it_would_ignore(capsys):
+    with pytest.raises(SystemExit):
+        train.parse_config(["--supervision", "process", "--adv_scale", "none"])
+    assert "--adv_scale 'none' has no effect here" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_config(["--process_outcome", "last_step"])  # outcome supervision
+    assert "acts only with --supervision process" in capsys.readouterr().err
+    assert train.parse_config(["--supervision", "process", "--process_outcome", "last_step"]).process_outcome == "last_step"
 
 
 def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(tok):
@@ -177,6 +215,7 @@ def test_overlong_filtering_removes_truncated_rows_from_the_loss(tok):
                                                ("--std_ddof", "2", "allowed values are 0, 1"),
                                                ("--dynamic_sampling", "maybe", "not a boolean"),
                                                ("--group_size", "0", "must be >= 1"),
+                                               ("--group_size", "1", "so G >= 2"),
                                                ("--temperature", "0", "must be > 0"),
                                                ("--top_p", "1.5", "must be <= 1"),
                                                ("--reward_wrong", "1", "must be below 1"),
@@ -187,7 +226,7 @@ def test_overlong_filtering_removes_truncated_rows_from_the_loss(tok):
                                                ("--init_from", "/nowhere", "no such checkpoint directory")])
 def test_bad_grpo_flags_are_errors_that_name_the_flag(flag, value, words, capsys):
     with pytest.raises(SystemExit):
-        train.parse_config([flag, value])
+        train.parse_config([flag, value, "--max_new_tokens", "96"])  # a budget set by hand, checked at parse time
     err = capsys.readouterr().err
     assert flag in err and words in err
 
