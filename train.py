@@ -321,6 +321,9 @@ def check_config(cfg: TrainConfig, parser: argparse.ArgumentParser, defaults: di
     for name, values in allowed.items():
         if getattr(cfg, name) not in values:
             parser.error(f"--{name} {getattr(cfg, name)!r}: allowed values are {', '.join(map(str, values))}")
+    for f in fields(cfg):
+        if isinstance(getattr(cfg, f.name), float) and not math.isfinite(getattr(cfg, f.name)):
+            parser.error(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
     if cfg.task == "gsm8k" and not cfg.gsm8k_dir:
         parser.error("--task gsm8k needs --gsm8k_dir, the folder holding train.jsonl and test.jsonl")
     if cfg.device == "cuda" and not torch.cuda.is_available():
