@@ -411,7 +411,7 @@ WEIGHTS_FILE, TOKENIZER_FILE = "model.safetensors", "tokenizer.json"
 def save_checkpoint(directory: str, model: Transformer, tokenizer=None, meta: dict | None = None) -> str:
     """Write directory/model.safetensors (config and `meta` as JSON metadata) and tokenizer.json.
 
-    Written to a temporary name and renamed, so a crash mid-write never leaves a half checkpoint.
+    Each file is written to a temporary name and renamed, so a crash mid-write never leaves a half file.
     """
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, WEIGHTS_FILE)
@@ -421,8 +421,9 @@ def save_checkpoint(directory: str, model: Transformer, tokenizer=None, meta: di
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     save_file(state, path + ".tmp", metadata=metadata)
     os.replace(path + ".tmp", path)
-    if tokenizer is not None:
-        tokenizer.save(os.path.join(directory, TOKENIZER_FILE))
+    if tokenizer is not None:  # atomic too
+        tokenizer.save(os.path.join(directory, TOKENIZER_FILE + ".tmp"))
+        os.replace(os.path.join(directory, TOKENIZER_FILE + ".tmp"), os.path.join(directory, TOKENIZER_FILE))
     return path
 
 

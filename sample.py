@@ -110,6 +110,12 @@ def main(argv=None):
     args = p.parse_args(argv)
     if not args.question and args.n <= 0:
         p.error("give --question TEXT, or --n N to score N held-out problems")
+    for name, ok, rule in (("samples", args.samples >= 1, ">= 1"), ("temperature", args.temperature >= 0, ">= 0"),
+                           ("top_k", args.top_k is None or args.top_k >= 1, ">= 1"),
+                           ("top_p", args.top_p is None or 0 < args.top_p <= 1, "in (0, 1]"),
+                           ("max_new_tokens", args.max_new_tokens is None or args.max_new_tokens >= 1, ">= 1")):
+        if not ok:
+            p.error(f"--{name} must be {rule}, got {getattr(args, name)}")
 
     args.checkpoint = checkpoint_dir(args.checkpoint)
     try:
@@ -119,7 +125,10 @@ def main(argv=None):
     tok_path = os.path.join(args.checkpoint, TOKENIZER_FILE)
     if not os.path.isfile(tok_path):
         p.error(f"no tokenizer at {tok_path}")
-    tok = Tokenizer.from_file(tok_path)
+    try:
+        tok = Tokenizer.from_file(tok_path)
+    except Exception as e:  # tokenizers raises its own exception type
+        p.error(f"{tok_path}: not a readable tokenizer ({e})")
     cfg = meta.get("train_config")
     template = cfg["template"] if cfg else "compact"
     max_new = args.max_new_tokens or (cfg["max_new_tokens"] if cfg else 128)
@@ -127,6 +136,11 @@ def main(argv=None):
           f"step {meta.get('step')}", file=sys.stderr)
 
     if args.question:
+        n_prompt = len(tasks.encode(tok, tasks.format_prompt(args.question, template)))
+        if n_prompt + max_new > model.cfg.max_seq_len:
+            p.error(f"the question's prompt has {n_prompt} tokens and --max_new_tokens is {max_new}: more than the "
+                    f"{model.cfg.max_seq_len} positions of this checkpoint; ask a shorter question or lower "
+                    "--max_new_tokens")
         gen = torch.Generator(device=args.device).manual_seed(args.seed)
         texts = complete(model, tok, [args.question] * args.samples, template, max_new,
                          args.temperature, args.top_k, args.top_p, generator=gen)

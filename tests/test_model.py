@@ -218,6 +218,9 @@ def test_a_corrupt_checkpoint_is_a_clear_error(tmp_path):
     path.write_bytes(b"")
     with pytest.raises(ValueError, match="not a readable safetensors checkpoint"):
         load_checkpoint(str(tmp_path))
+    path.write_bytes(data[:len(data) // 2])  # cut in the middle of the tensors, as a full disk would
+    with pytest.raises(ValueError, match="model.safetensors: not a readable safetensors checkpoint"):
+        load_checkpoint(str(tmp_path))
 
 
 def test_a_checkpoint_of_the_wrong_shape_is_a_clear_error(tmp_path):

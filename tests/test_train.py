@@ -186,3 +186,23 @@ def test_the_word_cpu_preset_runs_the_steps_of_the_readme_run_without_time_budge
     assert (cfg.task, cfg.vocab_size, cfg.max_new_tokens, cfg.batch_size) == ("word", 512, 192, 32)
     assert (cfg.sft_steps, cfg.sft_minutes, cfg.rl_steps, cfg.rl_minutes, cfg.pass_k) == (1350, 0.0, 80, 0.0, 4)
     assert cfg.rl == "grpo" and cfg.sft_direct_frac == 0.5 and cfg.n_embd == 128  # the default cold start and size
+
+
+def test_sample_py_names_a_bad_flag_a_corrupt_tokenizer_and_a_question_too_long_for_the_checkpoint(tmp_path, capsys):
+    from model import ModelConfig, Transformer, save_checkpoint
+    tok = tasks.train_tokenizer(["User: What is 1+1?\nAssistant: <think> </think> <answer> 2 </answer>"] * 4, 300)
+    model = Transformer(ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=1, n_head=2, n_embd=16, max_seq_len=40))
+    save_checkpoint(str(tmp_path), model, tok)
+    for argv, words in ((["--question", "hi", "--samples", "0"], "--samples must be >= 1"),
+                        (["--question", "hi", "--top_p", "1.5"], "--top_p must be in (0, 1]"),
+                        (["--question", "What is 1+1? " * 10, "--max_new_tokens", "8"],
+                         "more than the 40 positions of this checkpoint")):
+        with pytest.raises(SystemExit):
+            sample.main([str(tmp_path), *argv])
+        assert words in capsys.readouterr().err, argv
+    sample.main([str(tmp_path), "--question", "What is 1+1?", "--max_new_tokens", "8"])  # fits: 8 tokens + 8
+    assert "answer:" in capsys.readouterr().out
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(SystemExit):
+        sample.main([str(tmp_path), "--question", "hi", "--max_new_tokens", "4"])
+    assert "tokenizer.json: not a readable tokenizer" in capsys.readouterr().err
