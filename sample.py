@@ -136,11 +136,14 @@ def main(argv=None):
           f"step {meta.get('step')}", file=sys.stderr)
 
     if args.question:
-        n_prompt = len(tasks.encode(tok, tasks.format_prompt(args.question, template)))
-        if n_prompt + max_new > model.cfg.max_seq_len:
-            p.error(f"the question's prompt has {n_prompt} tokens and --max_new_tokens is {max_new}: more than the "
-                    f"{model.cfg.max_seq_len} positions of this checkpoint; ask a shorter question or lower "
-                    "--max_new_tokens")
+        n_prompt, positions = len(tasks.encode(tok, tasks.format_prompt(args.question, template))), model.cfg.max_seq_len
+        if n_prompt >= positions:
+            p.error(f"the question's prompt has {n_prompt} tokens, and this checkpoint handles {positions} positions "
+                    "in all (its training data's longest prompt plus its generation budget): ask a shorter question")
+        if n_prompt + max_new > positions:  # longer than any training prompt: answer within the positions left
+            print(f"note: the prompt has {n_prompt} tokens, so at most {positions - n_prompt} new tokens fit in this "
+                  f"checkpoint's {positions} positions (--max_new_tokens {max_new})", file=sys.stderr)
+            max_new = positions - n_prompt
         gen = torch.Generator(device=args.device).manual_seed(args.seed)
         texts = complete(model, tok, [args.question] * args.samples, template, max_new,
                          args.temperature, args.top_k, args.top_p, generator=gen)

@@ -493,7 +493,8 @@ def sft_batch(examples, idx, device) -> tuple[torch.Tensor, torch.Tensor, torch.
 
 def completion_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over completion tokens: -(1/N) sum_{masked t} log p(y_t | y_<t)."""
-    nll = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="none")  # (B*T,)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # the loss in >= fp32 (bf16 autocast)
+    nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")  # (B*T,)
     return (nll * mask.flatten()).sum() / mask.sum()
 
 

@@ -8,6 +8,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+torch.set_num_threads(1)  # the tests' models are tiny: one thread is faster than two fighting over them
+
+
 @pytest.fixture(autouse=True)
 def restore_torch_threads():
     """train.main([..., "--threads", N]) sets torch's thread count for the whole process: put it back after each

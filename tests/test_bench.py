@@ -64,11 +64,7 @@ def test_compare_runs_sft_once_then_grpo_and_ppo_from_it_and_resumes(tmp_path, c
     assert (tmp_path / "cmp" / "summary.json").exists()
     bench.main(args)  # everything finished: nothing runs again, the tables are printed from the files
     assert "$ " not in capsys.readouterr().out
-    sft = str(tmp_path / "cmp" / "seed{seed}" / "sft")
-    bench.main(["compare", "--seeds", "0", "--rl_steps", "1", "--out", str(tmp_path / "again"), "--no_plot",
-                "--sft_from", sft, "--", "--preset", "smoke", "--threads", "1"])
-    text = capsys.readouterr().out
-    assert text.count("$ ") == 2 and f"--init_from {sft.format(seed=0)}" in text  # no SFT: the given one is reused
+    # (--sft_from, which reuses given SFT checkpoints, runs as a README command in test_readme.py)
 
 
 def test_sft_from_names_a_bad_pattern_or_a_missing_checkpoint(tmp_path):

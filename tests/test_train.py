@@ -196,12 +196,15 @@ def test_sample_py_names_a_bad_flag_a_corrupt_tokenizer_and_a_question_too_long_
     for argv, words in ((["--question", "hi", "--samples", "0"], "--samples must be >= 1"),
                         (["--question", "hi", "--top_p", "1.5"], "--top_p must be in (0, 1]"),
                         (["--question", "What is 1+1? " * 10, "--max_new_tokens", "8"],
-                         "more than the 40 positions of this checkpoint")):
+                         "this checkpoint handles 40 positions in all")):
         with pytest.raises(SystemExit):
             sample.main([str(tmp_path), *argv])
         assert words in capsys.readouterr().err, argv
     sample.main([str(tmp_path), "--question", "What is 1+1?", "--max_new_tokens", "8"])  # fits: 8 tokens + 8
     assert "answer:" in capsys.readouterr().out
+    sample.main([str(tmp_path), "--question", "What is 1+1+1+1+1+1+1+1+1+1?", "--max_new_tokens", "30"])
+    printed = capsys.readouterr()  # 28 prompt tokens + 30 > 40: it answers in the 12 positions left, and says so
+    assert "answer:" in printed.out and "at most 12 new tokens fit" in printed.err
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(SystemExit):
         sample.main([str(tmp_path), "--question", "hi", "--max_new_tokens", "4"])
