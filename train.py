@@ -7,7 +7,7 @@ from scratch on generated problems, so this stage is also its pre-training. Stag
 RL") is GRPO with rule-based rewards, DeepSeekMath's Algorithm 1 (arXiv 2402.03300, §4.1.4); `--rl ppo`
 replaces it by PPO with a critic (DeepSeekMath Eqs. 1-2), the baseline GRPO was designed to improve on.
 
-    python train.py                      # the default CPU pipeline: SFT, GRPO, the SFT-vs-GRPO table (~11 min)
+    python train.py                      # the default CPU pipeline: SFT, GRPO, the SFT-vs-GRPO table (~12 min)
     python train.py --preset sft         # SFT only, every target worked (arithmetic, <= 10 minutes on 2 cores)
     python train.py --preset smoke       # SFT then GRPO in well under a minute (used by the tests)
     python train.py --rl ppo --out_dir runs/ppo   # the default, with PPO in place of GRPO
@@ -188,7 +188,8 @@ class TrainConfig:
     # stage 2: GRPO (DeepSeekMath Algorithm 1, DeepSeek-R1 stage 2)
     rl: str = opt("grpo", "RL stage after SFT: 'grpo', 'ppo' (the baseline), or 'none' for SFT only")
     init_from: str = opt("", "skip SFT and start RL from this checkpoint directory (e.g. runs/default/sft)")
-    rl_steps: int = opt(200, "GRPO steps; each samples prompts_per_step x group_size completions")
+    rl_steps: int = opt(100, "RL steps; each samples prompts_per_step x group_size completions (the default "
+                        "task's lift comes in the first 50)")
     rl_minutes: float = opt(0.0, "optional wall-clock budget of the RL stage in minutes (0: none, stop on rl_steps)")
     prompts_per_step: int = opt(16, "B: training questions per GRPO step")
     group_size: int = opt(8, "G: completions sampled per question")
