@@ -71,6 +71,8 @@ def test_outcome_advantages_are_the_group_normalised_rewards_on_every_token(tok)
         assert (adv[i][~roll.mask[i]] == 0).all()
     none = train.advantages(roll, tok, train.TrainConfig(adv_scale="none"))  # Dr. GRPO: centred only
     assert torch.allclose(none[:, 0], torch.tensor([0.75, -0.25, -0.25, -0.25]))
+    sample = train.advantages(roll, tok, train.TrainConfig(std_ddof=1))  # sample std sqrt(0.75 / 3) = 0.5
+    assert torch.allclose(sample[:, 0], torch.tensor([1.5, -0.5, -0.5, -0.5]), atol=1e-5)
 
 
 def step_closing_tokens(tok, ids: list[int]) -> list[int]:

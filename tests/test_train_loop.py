@@ -113,11 +113,17 @@ def test_dynamic_sampling_keeps_groups_whose_rewards_differ_even_when_their_corr
     problems = [tasks.Problem("q0?", "", "5"), tasks.Problem("q1?", "", "5")]
     policy = scripted_policy(tok, {"q0?": [formatted, unformatted], "q1?": [right, right]})
     cfg = train.TrainConfig(prompts_per_step=2, group_size=2, dynamic_sampling=True, max_new_tokens=40)
+    rollouts = []
+    real = train.sample_groups
+    monkeypatch.setattr(train, "sample_groups", lambda *a, **k: rollouts.append(1) or real(*a, **k))
     roll, first = train.collect_rollouts(policy, tok, problems, cfg, train.step_rng(0, "rl", 0),
                                          torch.Generator().manual_seed(0), {})
     assert first.correct.tolist() == [[0.0, 0.0], [1.0, 1.0]] and first.rewards.tolist() == [[1.0, 0.0], [2.0, 2.0]]
     assert roll.texts[:2] in ([formatted, unformatted], [unformatted, formatted])  # q0's group: kept
     assert right not in roll.texts  # q1's group (all rewards 2): dropped
+    # the first rollout kept q0's group and a second filled the batch (q0 again): judging groups by their
+    # correctness instead would have kept nothing of the first and needed a third
+    assert len(rollouts) == 2 and roll.rewards.shape == (2, 2)
 
 
 def test_the_language_reward_flag_reaches_the_rollout_rewards(monkeypatch):
@@ -189,3 +195,45 @@ def test_evaluation_samples_from_its_own_generator_so_it_does_not_change_the_tra
     wb = train.load_checkpoint(str(tmp_path / "b" / "grpo"))[0].state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # more and larger evaluations, the same training
     assert a["stage"] == b["stage"] == "final"
+
+
+def test_each_completion_is_scored_against_its_own_questions_answer(monkeypatch):
+    tok = tasks.train_tokenizer(["User: q?\nAssistant: <think> a </think> <answer> 5 </answer>"] * 4, 300)
+    answers = {"q0?": "3", "q1?": "7", "q2?": "11"}
+    policy = scripted_policy(tok, {q: [f" <think> </think> <answer> {a} </answer>"] * 2 for q, a in answers.items()})
+    problems = [tasks.Problem(q, "", a) for q, a in answers.items()]
+    cfg = train.TrainConfig(group_size=2, max_new_tokens=40)
+    roll = train.sample_groups(policy, tok, problems, cfg, torch.Generator().manual_seed(0))
+    assert roll.rewards.tolist() == [[2.0, 2.0]] * 3  # each right for its own question (accuracy 1 + format 1)
+
+
+def test_rollouts_sample_with_the_temperature_top_p_and_chunk_they_are_given(monkeypatch):
+    calls = []
+    real = train.generate
+
+    def spy(model, prompts, max_new_tokens, eos_id, pad_id, temperature=1.0, top_k=None, top_p=None, generator=None,
+            max_batch=None):
+        calls.append(dict(rows=len(prompts), max_new=max_new_tokens, temperature=temperature, top_p=top_p,
+                          max_batch=max_batch))
+        return real(model, prompts, max_new_tokens, eos_id, pad_id, temperature, top_k, top_p, generator, max_batch)
+    monkeypatch.setattr(train, "generate", spy)
+    tok = tasks.train_tokenizer(["User: q?\nAssistant: <think> a </think> <answer> 5 </answer>"] * 4, 300)
+    policy = scripted_policy(tok, {"q?": [" <think> </think> <answer> 5 </answer>"]})
+    cfg = train.parse_config(["--group_size", "3", "--max_new_tokens", "40", "--temperature", "0.7", "--top_p", "0.9",
+                              "--forward_chunk", "2"])
+    train.sample_groups(policy, tok, [tasks.Problem("q?", "", "5")], cfg, torch.Generator().manual_seed(0))
+    assert calls == [dict(rows=3, max_new=40, temperature=0.7, top_p=0.9, max_batch=2)]
+
+
+def test_the_sft_stage_trains_on_the_mixed_cold_start_the_flag_asks_for(tmp_path, monkeypatch):
+    class Seen(Exception):
+        pass
+
+    def spy(model, examples, test, run, point=None):
+        texts = [tasks.decode(run.tok, c) for _, c in examples]
+        raise Seen(sum(t.startswith(" <think> </think> <answer>") for t in texts) / len(texts))
+    monkeypatch.setattr(train, "sft", spy)
+    for frac, low, high in ((0.5, 0.45, 0.55), (0.0, 0.0, 0.0), (0.2, 0.15, 0.25)):  # 500 examples each
+        with pytest.raises(Seen) as share:
+            train.main(TINY + ["--out_dir", str(tmp_path / str(frac)), "--sft_direct_frac", str(frac)])
+        assert low <= share.value.args[0] <= high, (frac, share.value.args[0])

@@ -509,3 +509,14 @@ def test_sft_step_is_sgd_on_the_mean_nll_of_the_completion_tokens_only(grad_clip
     for wrong in ("prompt_too", "padding_too", "row_mean"):
         other, _ = sft_by_hand(model, SFT_EXAMPLES, idx, lr, grad_clip, targets=wrong)
         assert relative_difference(other, expected, model) > 1e-2, wrong
+
+
+def test_consecutive_sft_steps_each_start_from_a_zero_gradient():
+    model, lr = tiny(seed=0), 0.5
+    first, _ = sft_by_hand(model, SFT_EXAMPLES, [2, 0], lr, 0.0)
+    expected, _ = sft_by_hand(first, SFT_EXAMPLES, [1], lr, 0.0)  # the second step's gradient is its batch's alone
+    updated = copy.deepcopy(model)
+    optimizer = torch.optim.SGD(updated.parameters(), lr=lr)
+    for idx in ([2, 0], [1]):
+        train.sft_step(updated, optimizer, *train.sft_batch(SFT_EXAMPLES, idx, "cpu"), 0.0, "cpu")
+    assert relative_difference(updated, expected, model) < 1e-5

@@ -1,0 +1,135 @@
+"""Break the training loop one line at a time and check that the test suite notices: `python tests/mutants.py`.
+
+Each mutant is one small edit of train.py (or of what it calls) that changes what a run learns: a flag not
+passed on, the wrong tensor, a step skipped. For each, the repository is copied to a temporary folder, the
+edit applied, and the loop's fast test files run there (`-x`: the first failure is enough). A mutant that no
+test kills is a hole in the tests: the script prints MISSED and exits 1. So does a mutant whose code is no
+longer found (the code moved: update its line here). Not part of `python -m pytest` (about 15 minutes on 2
+cores); run it after changing the loop or its tests.
+
+    python tests/mutants.py                       # every mutant against the default test files
+    python tests/mutants.py "ppo:" tests/test_updates.py   # the mutants whose name starts "ppo:", one file
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = ["tests/test_updates.py", "tests/test_train_loop.py", "tests/test_train_grpo.py", "tests/test_ppo.py",
+         "tests/test_rollouts.py", "tests/test_train.py", "tests/test_model.py"]
+T = "train.py"
+
+# (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
+MUTANTS = [
+ # SFT loop
+ ("sft: loss mask from pos 0", T, "        mask[row, n_prompt - 1:len(s) - 1] = True", "        mask[row, 0:len(s) - 1] = True"),
+ ("sft: no zero_grad", T, "    optimizer.zero_grad(set_to_none=True)\n    loss.backward()\n    return loss.item(), clip_and_step", "    loss.backward()\n    return loss.item(), clip_and_step"),
+ ("sft: lr not applied", T, "            set_lr(optimizer, lr)\n            idx", "            idx"),
+ ("sft: same batch every step", T, "idx = sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_grouping)", "idx = sft_batch_indices(lengths, cfg.batch_size, 0, cfg.seed, cfg.length_grouping)"),
+ ("sft: grad clip off", T, "loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device)", "loss, grad_norm = sft_step(model, optimizer, x, y, mask, 0.0, run.device)"),
+ ("sft: direct frac ignored", T, "        examples = sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)", "        examples = sft_examples(train, prompts, worked, tok, cfg.max_seq_len, 0.0, cfg.seed)"),
+ ("sft: weight decay on all", T, "    decay = [p for p in model.parameters() if p.dim() >= 2]", "    decay = [p for p in model.parameters()]"),
+ ("sft: lr warmup off", T, "    if step < cfg.warmup_steps:\n        return cfg.lr * (step + 1) / cfg.warmup_steps", "    if False:\n        return cfg.lr"),
+ # rollouts and rewards
+ ("roll: temperature ignored in sampling", T, "roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,", "roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=1.0,"),
+ ("roll: top_p ignored", T, "top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator,", "top_p=None, generator=generator,"),
+ ("roll: golds not repeated G", T, "    golds = [p.answer for p in problems for _ in range(G)]", "    golds = [p.answer for _ in range(G) for p in problems]"),
+ ("roll: overlong length wrong", T, "    weights, lengths = reward_weights(cfg), roll.mask.sum(-1).tolist()", "    weights, lengths = reward_weights(cfg), (roll.mask.sum(-1) - 1).tolist()"),
+ ("roll: correct from reward", T, '    c = [float(p["accuracy"] == 1.0) for p in parts]', '    c = [float(p["format"] == 1.0) for p in parts]'),
+ ("reward: wrong value ignored", T, "                                 accuracy_wrong=cfg.reward_wrong)", "                                 accuracy_wrong=0.0)"),
+ ("reward: format weight ignored", T, "    return rewards.RewardWeights(accuracy=cfg.reward_accuracy, format=cfg.reward_format,", "    return rewards.RewardWeights(accuracy=cfg.reward_accuracy, format=1.0,"),
+ # advantages
+ ("adv: scale ignored", T, "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)", "        A = grpo.group_advantages(roll.rewards, 'group', cfg.std_ddof)  # (B, G)"),
+ ("adv: ddof ignored", T, "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)", "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, 0)  # (B, G)"),
+ ("adv: process last_step always", T, '            if cfg.process_outcome == "last_step":', '            if True:'),
+ ("adv: process end off by one", T, "            step_end.append([rewards.char_to_token_index(s.end - 1, spans) for s in steps])", "            step_end.append([rewards.char_to_token_index(s.start, spans) for s in steps])"),
+ # update
+ ("upd: overlong filter not in loss mask", T, "                  grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter))", "                  mask)"),
+ ("upd: ref logprobs temp 1", T, "            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, cfg.temperature), cfg.forward_chunk)", "            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, 1.0), cfg.forward_chunk)"),
+ ("upd: policy logprobs temp 1", T, "            logp = batch.logprobs(models.policy, part, cfg.temperature)  # log pi_theta, with gradient", "            logp = batch.logprobs(models.policy, part, 1.0)  # log pi_theta, with gradient"),
+ ("upd: old_logp never computed", T, "    batch = rollout_batch(policy, ref, roll, cfg, device, need_old=not single)", "    batch = rollout_batch(policy, ref, roll, cfg, device, need_old=False)"),
+ ("upd: eps_high ignored", T, "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,", "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_low, cfg.agg,"),
+ ("upd: agg ignored", T, "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,", "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, 'seq_mean',"),
+ ("upd: kl coef 0", T, "                                                       cfg.kl_coef, cfg.clip_eps_low", "                                                       0.0, cfg.clip_eps_low"),
+ ("upd: mu 1", T, "    for _ in range(cfg.mu):  # for GRPO iteration = 1..mu", "    for _ in range(1):"),
+ ("upd: one minibatch", T, "        for rows in minibatches(N, cfg.minibatches, generator):", "        for rows in minibatches(N, 1, generator):"),
+ ("upd: micro weight 1", T, "        (w * loss).backward()", "        loss.backward()"),
+ ("upd: no zero_grad in accumulate", T, "    optimizer.zero_grad(set_to_none=True)\n    total, parts = 0.0, []", "    total, parts = 0.0, []"),
+ ("upd: grad clip ignored rl", T, "            loss, parts, norm = accumulate(models.policy, models.optimizer, rows, cfg.micro_batch, policy_part,\n                                           weight, cfg.grad_clip)", "            loss, parts, norm = accumulate(models.policy, models.optimizer, rows, cfg.micro_batch, policy_part,\n                                           weight, 0.0)"),
+ ("upd: adv rows wrong", T, "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,\n                                                       cfg.max_new_tokens)", "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,\n                                                       cfg.max_new_tokens) if False else grpo.grpo_loss(logp, old, ref_logp(rows), adv[rows].flip(0), batch.loss_mask[rows], cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg, cfg.max_new_tokens)"),
+ # ppo
+ ("ppo: kl reward from ref", T, "    token_rewards = grpo.ppo_token_rewards(score, batch.old_logp, ref_logp, batch.mask, cfg.kl_coef)  # r_t", "    token_rewards = grpo.ppo_token_rewards(score, batch.old_logp, ref_logp, batch.mask, 0.0)  # r_t"),
+ ("ppo: lam ignored", T, "    adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.lam)", "    adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.gamma)"),
+ ("ppo: no whitening", T, "    if cfg.whiten_adv:\n        adv = grpo.whiten", "    if False:\n        adv = grpo.whiten"),
+ ("ppo: value clip off", T, "                                                      cfg.value_clip or None)", "                                                      None)"),
+ ("ppo: vf_coef ignored", T, "            return cfg.vf_coef * v_loss, {\"value_loss\": v_loss.item()}", "            return v_loss, {\"value_loss\": v_loss.item()}"),
+ ("ppo: critic not stepped", T, "            if critic_loss is not None:  # the value loss is a token mean (grpo.value_loss)", "            if False:"),
+ # loop
+ ("loop: rl rng step 0", T, 'rng, generator = step_rng(cfg.seed, "rl", step), step_generator(cfg.seed, "rl", step, run.device)', 'rng, generator = step_rng(cfg.seed, "rl", 0), step_generator(cfg.seed, "rl", 0, run.device)'),
+ ("loop: ref never reset", T, "        models.ref.load_state_dict(models.policy.state_dict())\n", "        pass\n"),
+ ("loop: rl warmup off", T, "    lr = cfg.rl_lr * warm_up\n", "    lr = cfg.rl_lr\n"),
+ ("loop: dyn sampling off", T, "    if not cfg.dynamic_sampling:\n        return first, first", "    if True:\n        return first, first"),
+ # evaluation
+ ("eval: k ignored", T, "    k = cfg.pass_k\n", "    k = 2\n"),
+ ("eval: eval temperature ignored", T, "                         cfg.max_new_tokens, temperature=cfg.eval_temperature, top_p=cfg.eval_top_p,", "                         cfg.max_new_tokens, temperature=1.0, top_p=cfg.eval_top_p,"),
+ ("eval: cons from first sample", T, "        votes = [grpo.majority_vote(values[i * k:(i + 1) * k]) for i in range(len(problems))]", "        votes = [values[i * k] for i in range(len(problems))]"),
+ ("eval: decode keeps EOS", "sample.py", "    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID])", "    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m])"),
+ ("gen: mask after EOS", "model.py", "        alive = alive & (tok != eos_id)", "        alive = alive"),
+ ("adv: step ends by per-token decoding", T, "            spans = tasks.token_spans(tok, ids)  # each token's characters in that text",
+  "            spans = [(sum(len(tasks.decode(tok, [t])) for t in ids[:k]), sum(len(tasks.decode(tok, [t])) for t in "
+  "ids[:k + 1])) for k in range(len(ids))]"),
+ ("loop: dynamic sampling on correctness", T, "    parts, keep = [first], [grpo.dynamic_sampling_filter(first.rewards)]",
+  "    parts, keep = [first], [grpo.dynamic_sampling_filter(first.correct)]"),
+ ("loop: the language reward not passed on", T, "overlong=cfg.reward_overlong, language=cfg.reward_language,",
+  "overlong=cfg.reward_overlong,"),
+ # resuming (tests/test_resume.py runs real processes: slower)
+ ("resume: metrics.jsonl not cut back", T, "            f.truncate(keep_bytes)", "            pass", ["tests/test_resume.py"]),
+ ("resume: SFT optimizer not restored", T, '        checkpoint.restore_optimizer(point, "optimizer", optimizer)\n', "\n",
+  ["tests/test_resume.py"]),
+ ("resume: interrupted evaluation not rerun", T, "        if point.evaluate:  # the kill came before this step's evaluation was logged",
+  "        if False:", ["tests/test_resume.py"]),
+ ("resume: only the policy restored in RL", T, "            checkpoint.restore_model(point, name, model)",
+  "            checkpoint.restore_model(point, name, model) if name == 'policy' else None", ["tests/test_resume.py"]),
+ ("resume: evaluate before saving", T, "                save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)  # save, then evaluate\n"
+  "                evaluate(step + 1)", "                evaluate(step + 1)\n                save(step + 1, evaluate=True, "
+  "done=step + 1 == cfg.rl_steps)", ["tests/test_resume.py"]),
+]
+
+
+def run(name: str, path: str, old: str, new: str, tests: list[str]) -> str:
+    """'killed by <test>', 'MISSED', or 'NOT FOUND' for one mutant."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = os.path.join(tmp, "repo")
+        shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "runs", "__pycache__"))
+        with open(os.path.join(copy, path)) as f:
+            code = f.read()
+        if code.count(old) != 1:
+            return f"NOT FOUND ({code.count(old)} matches)"
+        with open(os.path.join(copy, path), "w") as f:
+            f.write(code.replace(old, new))
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly", *tests], cwd=copy,
+                              capture_output=True, text=True)
+        failed = [line for line in done.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+        return ("killed by " + failed[0].split(" ", 1)[1].split(" - ")[0]) if done.returncode else "MISSED"
+
+
+def main(argv: list[str]) -> int:
+    prefix = argv[0] if argv and not argv[0].startswith("tests/") else ""
+    tests = [a for a in argv if a.startswith("tests/")] or TESTS
+    holes = 0
+    for name, path, old, new, *own_tests in MUTANTS:
+        if name.startswith(prefix):
+            result = run(name, path, old, new, own_tests[0] if own_tests else tests)
+            holes += not result.startswith("killed")
+            print(f"{name:42s} {result}", flush=True)
+    print(f"{holes} mutant(s) not killed" if holes else "every mutant was killed by a test")
+    return 1 if holes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
