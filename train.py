@@ -1384,8 +1384,15 @@ def print_table(before: dict, after: dict, n: int, label: str = "GRPO") -> None:
 
 
 def resume_point(cfg: TrainConfig) -> checkpoint.ResumePoint | None:
-    """The run's resume point if --resume is on and out_dir holds one, else None (then metrics.jsonl starts over)."""
-    return checkpoint.load(cfg.out_dir) if cfg.resume else None
+    """The run's resume point if --resume is on and out_dir holds one, else None (then metrics.jsonl starts over).
+    With --resume false an old resume point is deleted first: a kill before the new run's first checkpoint
+    must not leave the old run's point behind, to be resumed against the new run's metrics."""
+    if not cfg.resume:
+        path = os.path.join(cfg.out_dir, checkpoint.RESUME_FILE)
+        if os.path.exists(path):
+            os.remove(path)
+        return None
+    return checkpoint.load(cfg.out_dir)
 
 
 def plan_run(cfg: TrainConfig, tok, train, test, start_model=None) -> tuple[list, list]:

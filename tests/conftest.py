@@ -1,4 +1,4 @@
-"""Make the top-level modules importable from tests/ and keep torch to the CI machine's 2 cores."""
+"""Make the top-level modules importable from tests/ and run torch on one thread."""
 import os
 import sys
 
@@ -8,7 +8,9 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-torch.set_num_threads(1)  # the tests' models are tiny: one thread is faster than two fighting over them
+# the tests' models are tiny, so a second intra-op thread only adds synchronisation (on a busy 2-core machine
+# tests/test_updates.py took 50 s with 2 threads and 3 s with 1); train.main(["--threads", N]) may change it
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -143,6 +143,11 @@ def test_a_finished_run_is_not_run_again_and_resume_false_starts_it_over(tmp_pat
     assert again == first and os.path.getsize(os.path.join(out, "metrics.jsonl")) == size  # read back, not rerun
     assert "this run has finished" in capsys.readouterr().out
     records = metrics(out)
+    with pytest.MonkeyPatch.context() as patch:  # --resume false, then a crash before the new first checkpoint
+        patch.setattr(train, "sft", lambda *a, **k: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            train.main(TINY + ["--out_dir", out, "--rl", "none", "--resume", "false"])
+    assert checkpoint.load(out) is None  # the old run's point is gone: nothing to resume against the new metrics
     over = train.main(TINY + ["--out_dir", out, "--rl", "none", "--resume", "false"])
     assert over["eval_pass_at_1"] == first["eval_pass_at_1"] and over["stage"] == "final"
     assert metrics(out) == records  # the same numbers again, the metrics file written afresh, not appended to

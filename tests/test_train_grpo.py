@@ -45,7 +45,7 @@ def rollouts_of(tok, texts: list[str], gold: str, G: int) -> train.Rollouts:
         rewards=torch.tensor(r).view(B, G), correct=torch.tensor(c).view(B, G))
 
 
-def test_sample_groups_gives_each_question_g_consecutive_rows_scored_by_the_rewards(tok):
+def test_sample_groups_gives_each_question_g_consecutive_rows_with_its_prompt(tok):
     problems, _ = tasks.make_splits("arithmetic", 50, 5, 1)
     cfg = train.TrainConfig(group_size=3, max_new_tokens=12, overlong_cache=4)
     roll = train.sample_groups(tiny_model(tok.get_vocab_size()), tok, problems[:4], cfg, torch.Generator().manual_seed(0))
@@ -53,11 +53,8 @@ def test_sample_groups_gives_each_question_g_consecutive_rows_scored_by_the_rewa
     for b, p in enumerate(problems[:4]):
         prompt = tasks.encode(tok, tasks.format_prompt(p.question, "compact"))
         assert roll.prompts[3 * b:3 * b + 3] == [prompt] * 3
-        for g in range(3):
-            text = roll.texts[3 * b + g]
-            n = int(roll.mask[3 * b + g].sum())
-            expected = rewards.total_reward(text, p.answer, train.reward_weights(cfg), n, 12, cfg.overlong_cache)
-            assert roll.rewards[b, g].item() == expected
+    # (the rewards of known completions are checked against hand-written numbers in test_rollouts.py, with a
+    # scripted policy: recomputing them here from roll.texts would compare the code with itself)
     assert (roll.truncated == (roll.mask.sum(-1) == 12) & (roll.ids[:, -1] != tasks.EOS_ID)).all()
 
 

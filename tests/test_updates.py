@@ -42,16 +42,6 @@ SCORES = [1.0, 0.0, 0.5, 2.0, 0.0, 1.0]  # the completions' scores r_phi(q, o): 
 SEED = 3  # the seed of the generator that draws the minibatches
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The models here are tiny, so torch's intra-op threads only add synchronisation: on a busy 2-core machine this
-    file took 50 s with 2 threads and 3 s with 1."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def sampled_rollouts(policy) -> train.Rollouts:
     """The policy's samples for test_grpo's 6 PROMPTS (B = 3, G = 2), of lengths 8, 7, 3, 2, 8, 3: row 4 hit the budget
     (truncated), row 0 wrote its EOS as its 8th token (full length, not truncated), the others ended early."""
