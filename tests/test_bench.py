@@ -103,3 +103,27 @@ def test_memory_benchmark_runs_grpo_and_ppo_in_their_own_processes_from_one_chec
                                                                1)
     bench.main(args)  # finished runs are not run again
     assert "$ " not in capsys.readouterr().out
+
+
+def test_each_named_variant_is_what_its_paper_writes():
+    """bench.VARIANTS' flags, parsed as train.py parses them: DAPO's reward is its +1/-1 accuracy alone (Eq. 7) plus
+    the soft overlong penalty (Eq. 13), with clip-higher, token-mean loss, dynamic sampling and no KL; Dr. GRPO has
+    no std and a constant normaliser; process supervision is DeepSeekMath 4.1.3's step rewards alone."""
+    import rewards
+    import train
+    cfg = {name: train.parse_config(flags) for name, flags in bench.VARIANTS.items()}
+    dapo = cfg["dapo"]
+    assert (dapo.clip_eps_low, dapo.clip_eps_high, dapo.agg, dapo.kl_coef) == (0.2, 0.28, "token_mean", 0.0)
+    assert dapo.dynamic_sampling and dapo.overlong_filter
+    weights = train.reward_weights(dapo)
+    right = " <think> 2+3 = <<2+3=5>>5 </think> <answer> 5 </answer>"
+    total = lambda text, length: rewards.total_reward(text, "5", weights, length, 96, dapo.overlong_cache)
+    # +1 right, -1 wrong, whatever the format; -1 more for a completion at the generation budget (L_max = 96)
+    wrong, unformatted = right.replace("5 </answer>", "6 </answer>"), "2+3 = 5\n#### 5"
+    assert (total(right, 20), total(wrong, 20), total(unformatted, 20)) == (1.0, -1.0, 1.0)
+    assert total(right, 96) == 0.0 and total("", 96) == -2.0
+    dr = cfg["dr_grpo"]
+    assert (dr.adv_scale, dr.agg, dr.kl_coef) == ("none", "constant", 0.0)
+    process = cfg["process"]
+    assert (process.supervision, process.process_outcome) == ("process", "none")
+    assert cfg["grpo"] == train.parse_config([])  # DeepSeekMath's GRPO is the default
