@@ -223,10 +223,10 @@ def bench_ppo(args):
 
 
 # ---------------------------------------------------------------------------------------------
-# Whole RL runs side by side: GRPO against PPO (the PPO issue), and GRPO's variants
+# Whole RL runs side by side: GRPO against PPO, and GRPO's variants
 # ---------------------------------------------------------------------------------------------
 COMPARE = {"grpo": ["--rl", "grpo"], "ppo": ["--rl", "ppo"]}
-VARIANTS = {  # each as its paper writes it (EQUATIONS.md); the rest of the config is the default
+VARIANTS = {  # each as its paper writes it; the rest of the config is the default
     "grpo": ["--rl", "grpo"],  # DeepSeekMath: group mean/std, per-sequence mean, beta 0.04 k3
     "dr_grpo": ["--rl", "grpo", "--adv_scale", "none", "--agg", "constant", "--kl_coef", "0"],
     "dapo": ["--rl", "grpo", "--clip_eps_high", "0.28", "--agg", "token_mean", "--dynamic_sampling", "true",
@@ -355,7 +355,7 @@ def print_comparison(summary: dict[str, dict[int, dict]], seeds: list[int]) -> N
         inc = [summary[name][s]["memory"]["rss_increase_mib"] for s in seeds]
         peak = [summary[name][s]["memory"]["peak_rss_mib"] for s in seeds]
         print(f"| {name} | {models} | {total:,} | {spread(inc, '.0f')} | {spread(peak, '.0f')} |")
-    if {"grpo", "ppo"} <= set(names):  # the PPO issue's ratios: GRPO's cost as a fraction of PPO's
+    if {"grpo", "ppo"} <= set(names):  # GRPO's cost as a fraction of PPO's
         mean = lambda name, get: statistics.fmean(get(summary[name][s]) for s in seeds)
         ratios = {"RSS increase": lambda r: r["memory"]["rss_increase_mib"], "seconds per step": lambda r: r["phases"]["step"],
                   "parameters held": lambda r: sum(m.get("params") or 0 for m in r["models"])}

@@ -36,7 +36,7 @@ GRPO vs PPO: they share `policy_ratio`, `clipped_surrogate` and `aggregate`, and
     |              | average (grpo_objective)                   | on every token (ppo_token_rewards)           |
     | objective    | grpo_objective / grpo_loss                 | ppo_objective / ppo_loss                     |
 
-Deliberate choices where the papers leave a point open ([NV] in EQUATIONS.md):
+Deliberate choices where the papers leave a point open:
   1. Std convention: population std (ddof=0) by default. The papers write std({r_1..r_G}) of the set of G
      rewards, and with ddof=0 the advantages of a group have sum 0 and sum of squares exactly G. torch's
      default (ddof=1, used by TRL and oat) is a switch; for a fixed G the two differ only by the constant

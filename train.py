@@ -44,7 +44,7 @@ Deliberate choices:
   7. The reported "entropy" is the mean of -log pi over the sampled tokens, an unbiased estimate of the
      per-token entropy of the sampling distribution that costs nothing extra.
 
-PPO (`--rl ppo`), the baseline (DeepSeekMath §4.1 Eqs. 1-2; the papers leave the rest open, [NV] in EQUATIONS.md):
+PPO (`--rl ppo`), the baseline (DeepSeekMath §4.1 Eqs. 1-2; the papers leave the rest open):
   8. A fair comparison: PPO runs in GRPO's loop (`run_rl`) from the same SFT model, on the same questions
      each step (the same seeded draw) and the same B x G completions per step (`collect_rollouts`), scored by
      the same `rewards.total_reward`; it ignores the groups. The same evaluation, reference resets, time
@@ -55,7 +55,7 @@ PPO (`--rl ppo`), the baseline (DeepSeekMath §4.1 Eqs. 1-2; the papers leave th
      the mean k1 the reward charges.
  10. gamma = 1 and lambda = 1 by default. The only reward besides the KL is the score at the end, so there is
      nothing to discount over a short completion, and DeepSeek-R1 (revised, App. A.3) found PPO with
-     lambda = 1.0 close to GRPO and with 0.95 considerably worse (EQUATIONS.md §1). With gamma = lambda = 1,
+     lambda = 1.0 close to GRPO and with 0.95 considerably worse. With gamma = lambda = 1,
      A_t = (sum of the rewards from t on) - V(s_t): REINFORCE with a learned per-token baseline (tested).
  11. Advantages are whitened over all loss tokens of the batch (`--whiten_adv true`, as PPO implementations
      for language models do), after GAE; the critic's targets, the returns, use the raw advantages.

@@ -4,7 +4,7 @@ Each mutant is one small edit of train.py (or of what it calls) that changes wha
 passed on, the wrong tensor, a step skipped. For each, the repository is copied to a temporary folder, the
 edit applied, and the loop's fast test files run there (`-x`: the first failure is enough). A mutant that no
 test kills is a hole in the tests: the script prints MISSED and exits 1. So does a mutant whose code is no
-longer found (the code moved: update its line here). Not part of `python -m pytest` (about 15 minutes on 2
+longer found (the code moved: update its line here). Not part of `python -m pytest` (about 12 minutes on 2
 cores); run it after changing the loop or its tests.
 
     python tests/mutants.py                       # every mutant against the default test files

@@ -19,7 +19,7 @@ from model import ModelConfig, Transformer, generate, left_pad
 
 EOS, PAD = 1, 0
 F64 = torch.float64
-REWARDS = torch.tensor([[1.0, 0.0, 0.5, 0.8]], dtype=F64)  # EQUATIONS.md §4: mean 0.575
+REWARDS = torch.tensor([[1.0, 0.0, 0.5, 0.8]], dtype=F64)  # one group of G = 4: mean 0.575
 
 
 def tiny(seed=0, eos_bias=2.0):

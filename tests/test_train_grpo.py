@@ -61,7 +61,7 @@ def test_sample_groups_gives_each_question_g_consecutive_rows_with_its_prompt(to
 def test_outcome_advantages_are_the_group_normalised_rewards_on_every_token(tok):
     roll = rollouts_of(tok, [RIGHT, WRONG, WRONG, WRONG], "20", G=4)  # rewards [2, 1, 1, 1]
     adv = train.advantages(roll, tok, train.TrainConfig())
-    # population std of [2, 1, 1, 1] is sqrt(3)/4, so A = [sqrt(3), -1/sqrt(3) x 3] (EQUATIONS.md §4 style)
+    # population std of [2, 1, 1, 1] is sqrt(3)/4, so A = [sqrt(3), -1/sqrt(3) x 3]
     expected = torch.tensor([3 ** 0.5, -(3 ** -0.5), -(3 ** -0.5), -(3 ** -0.5)])
     for i in range(4):
         assert torch.allclose(adv[i][roll.mask[i]], expected[i].expand(int(roll.mask[i].sum())), atol=1e-5)
