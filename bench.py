@@ -32,6 +32,9 @@ import grpo
 import tasks
 import train
 from model import ModelConfig, Transformer, generate, left_pad
+import rollouts
+import memory
+import config
 
 
 @torch.no_grad()
@@ -88,9 +91,9 @@ def matmul_gflops(n: int = 1024, repeats: int = 5) -> float:
 
 def rl_stepper(algo: str, args, problems, tok):
     """(RLModels, step): a freshly initialised model of args' size (the same weights for every algo) and a
-    function that runs one real RL step of `algo` as train.py does (train.collect_rollouts, then
+    function that runs one real RL step of `algo` as train.py does (rollouts.collect_rollouts, then
     train.rl_update) and returns where its seconds went."""
-    cfg = train.TrainConfig(rl=algo, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
+    cfg = config.TrainConfig(rl=algo, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
                             prompts_per_step=args.prompts, group_size=args.group, max_new_tokens=args.max_new_tokens,
                             kl_coef=args.kl_coef, overlong_cache=min(16, args.max_new_tokens))
     mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
@@ -101,7 +104,7 @@ def rl_stepper(algo: str, args, problems, tok):
 
     def step() -> dict:
         timer, t = {}, time.perf_counter()
-        roll, _ = train.collect_rollouts(models.policy, tok, problems, cfg, rng, gen, timer)
+        roll, _ = rollouts.collect_rollouts(models.policy, tok, problems, cfg, rng, gen, timer)
         stats = train.rl_update(models, roll, tok, cfg, "cpu", gen)
         return dict(step=time.perf_counter() - t, rollout=timer["rollout"], reward=timer["reward"],
                     advantages=stats["adv_s"], logprobs=stats["logprob_s"], critic=stats.get("critic_s", 0.0),
@@ -123,7 +126,7 @@ def medians(rows: list[dict]) -> dict:
 
 
 def bench_grpo(args):
-    """Real GRPO steps (train.collect_rollouts, advantages, policy_update) on a freshly initialised model.
+    """Real GRPO steps (rollouts.collect_rollouts, rollouts.advantages, train.grpo_update) on a freshly initialised model.
 
     The untrained model never writes a correct answer, so every advantage is 0, but each step still does all
     its work: it samples prompts x G completions (rarely stopping before max_new_tokens), scores them,
@@ -161,6 +164,12 @@ def bench_grpo(args):
           f"forward + backward {t_fb:.3f} s (the update, with AdamW and the loss: {med['update']:.3f} s)")
     print(f"the update and log-probs cost {(med['update'] + med['logprobs']) / (t_fb + (t_fwd if args.kl_coef else 0)):.2f}x "
           "the bare passes they must do")
+    rollout_throughput(policy, tok, problems, args)
+
+
+def rollout_throughput(policy, tok, problems, args) -> None:
+    """Tokens/s of the rollout alone by batch size (overhead-bound when small, arithmetic-bound when large), and
+    a decode step's cost split into a fixed overhead and the part that grows with the batch."""
     # tokens/s of the rollout alone by batch size: overhead-bound when small, arithmetic-bound when large
     peak = matmul_gflops()
     print(f"\nrollout tokens/s by batch ({args.max_new_tokens} new tokens each, no EOS); matmul peak here "
@@ -186,7 +195,7 @@ def bench_grpo(args):
 
 
 def bench_ppo(args):
-    """Real steps of GRPO and of PPO side by side (train.collect_rollouts, then train.rl_update, as train.py runs
+    """Real steps of GRPO and of PPO side by side (rollouts.collect_rollouts, then train.rl_update, as train.py runs
     them): the same model size and initial weights, the same questions and the same number of completions per
     step. The steps alternate, GRPO then PPO, so that a drift in the machine's speed hits both alike; medians
     over the steps after a warm-up step. Then the models each algorithm holds, with their parameters.
@@ -200,7 +209,7 @@ def bench_ppo(args):
         for algo in algos:
             rows[algo].append(steppers[algo][1]())
     med = {algo: medians(rows[algo]) for algo in algos}
-    policy, defaults = steppers["grpo"][0].policy, train.TrainConfig()
+    policy, defaults = steppers["grpo"][0].policy, config.TrainConfig()
     print(f"model {policy.num_params():,} params (L{args.n_layer} H{args.n_head} D{args.n_embd}), {args.prompts} "
           f"prompts x G={args.group} = {args.prompts * args.group} completions of up to {args.max_new_tokens} tokens, "
           f"beta={args.kl_coef}, mu={defaults.mu} x {defaults.minibatches} minibatch(es) per rollout, "
@@ -219,7 +228,7 @@ def bench_ppo(args):
     print(f"PPO / GRPO seconds per step: {med['ppo']['step'] / med['grpo']['step']:.2f}x")
     for algo in algos:
         print(f"\nmodels held in memory for {algo.upper()}:")
-        print(train.format_model_table(train.model_table(steppers[algo][0])))
+        print(memory.format_model_table(memory.model_table(steppers[algo][0])))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,36 +1,36 @@
-"""The resume point: one file from which a stopped run continues exactly as if it had never stopped.
+"""Saving a run and continuing it: stage checkpoints, the resume point, metrics.jsonl, Ctrl-C, per-step randomness.
 
-A run writes two kinds of checkpoint:
+A run writes two kinds of checkpoint (design: The resume point):
   - the stage checkpoints `out_dir/sft/` and `out_dir/grpo/` (or `ppo/`): a model and its tokenizer
     (`model.save_checkpoint`), what `sample.py` and `--init_from` read;
-  - the resume point `out_dir/resume.safetensors` (this file's job): everything else a killed run needs.
+  - the resume point `out_dir/resume.safetensors`: every model and AdamW state of the stage, the step, the
+    byte length of metrics.jsonl, the tokenizer and the config. Written under a temporary name and renamed
+    (`os.replace`), so a kill mid-write leaves the previous point whole. Nothing is pickled.
+No random-number-generator state is stored: every step draws from (seed, stage, step) (`step_rng`,
+`step_generator`), so the step counter is the whole state (design: Randomness per step).
 
-What the resume point holds, and why that is enough:
-  - the weights of every model the stage trains or compares against (the policy; in RL also the reference,
-    and with PPO the critic) and the state of every AdamW (its moments and step counts);
-  - the stage and the number of steps done, whether that step's evaluation still has to run, and
-    whether the stage (or the run) is finished;
-  - the byte length of metrics.jsonl at that moment: a resumed run cuts the file back to it, so that no
-    record is written twice and none is missing;
-  - the tokenizer (its JSON) and the run's config, which a resumed run must match.
-  No random-number-generator state is stored: every step draws its randomness from (seed, stage, step)
-  (`train.step_rng`, `train.step_generator`), so the step counter is the whole state. The learning rate
-  is a function of the step too.
-
-Atomic: the file is written under a temporary name and renamed over the old one (`os.replace`), so a kill
-in the middle of a write leaves the previous resume point whole. Nothing is pickled: tensors in
-safetensors, everything else JSON in its metadata.
+    Run              what every stage shares; Run.save writes both checkpoints, before each evaluation
+    Metrics          out_dir/metrics.jsonl, one JSON record a line, cut back to the resume point on resume
+    StopRequest      Ctrl-C finishes the step, saves and raises Interrupted
+    resume_point     the point to continue from (or None); load, restore_model, restore_optimizer
+    load_start       the model and tokenizer of --init_from, checked against the run's task and split
 """
 
 from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 from dataclasses import asdict, dataclass
 
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from tokenizers import Tokenizer
+from tqdm import tqdm
+
+from model import load_checkpoint, save_checkpoint
 
 RESUME_FILE = "resume.safetensors"
 FORMAT = 1  # bumped when the layout changes; an older file is refused with a clear message
@@ -143,3 +143,172 @@ def mark_finished(out_dir: str, metrics_bytes: int) -> None:
     meta.update(finished="true", metrics_bytes=json.dumps(metrics_bytes))
     save_file(tensors, path + ".tmp", metadata=meta)
     os.replace(path + ".tmp", path)
+
+
+def resume_point(out_dir: str, resume: bool) -> ResumePoint | None:
+    """The run's resume point if `resume` and out_dir holds one, else None (then metrics.jsonl starts over).
+    With resume false an old resume point is deleted first: a kill before the new run's first checkpoint
+    must not leave the old run's point behind, to be resumed against the new run's metrics."""
+    if not resume:
+        path = os.path.join(out_dir, RESUME_FILE)
+        if os.path.exists(path):
+            os.remove(path)
+        return None
+    return load(out_dir)
+
+
+def check_resume(point: ResumePoint, cfg: dict) -> bool:
+    """Check that a resume point belongs to this config (SystemExit naming the flags that differ); True if its
+    run has finished (then there is nothing to do)."""
+    changed = config_differences(point.train_config, cfg)
+    if changed:
+        raise SystemExit(f"error: {cfg['out_dir']} holds a run with another config ({'; '.join(changed)}): give the "
+                         "same flags to resume it, another --out_dir, or --resume false to start it over")
+    if point.finished:
+        print(f"{cfg['out_dir']}: this run has finished (its final record is in metrics.jsonl); nothing to do. "
+              "Give another --out_dir, or --resume false to run it again")
+        return True
+    print(f"resuming {cfg['out_dir']} from {point.stage} step {point.step}")
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Randomness per step: the same (seed, stage, step), the same draws, resumed or not
+# ---------------------------------------------------------------------------------------------
+def step_rng(seed: int, stage: str, step: int) -> random.Random:
+    """The Python RNG of one step of one stage (design: Randomness per step)."""
+    return random.Random(f"{seed}-{stage}-{step}")
+
+
+def step_generator(seed: int, stage: str, step: int, device: str = "cpu") -> torch.Generator:
+    """The torch generator of one step of one stage, on `device` (sampling and shuffling draw from it)."""
+    return torch.Generator(device=device).manual_seed(step_rng(seed, stage, step).getrandbits(63))
+
+
+# ---------------------------------------------------------------------------------------------
+# The run: its metrics file, its checkpoints, Ctrl-C
+# ---------------------------------------------------------------------------------------------
+class Metrics:
+    """Appends one JSON record a line to out_dir/metrics.jsonl.
+
+    A new run empties the file; a resumed one cuts it back to `keep_bytes`, its length when the resume point
+    was written, so that the records of the steps after it, which are about to run again, are not doubled.
+    """
+
+    def __init__(self, path: str, keep_bytes: int = 0):
+        self.path = path
+        with open(path, "a") as f:
+            f.truncate(keep_bytes)
+
+    def log(self, **record):
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def size(self) -> int:
+        """The file's length in bytes: what a resume point records."""
+        return os.path.getsize(self.path)
+
+    def records(self) -> list[dict]:
+        """Every record so far; a malformed line is an error naming the file and line."""
+        return read_jsonl(self.path)
+
+
+def read_jsonl(path: str) -> list[dict]:
+    """The JSON records of a .jsonl file, one per non-empty line; ValueError 'path:line: ...' on a bad line."""
+    out = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    out.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+    return out
+
+
+def stage_evaluations(records: list[dict], stage: str) -> list[dict]:
+    """The held-out evaluations of one stage in metrics records, as {metric: value} (the 'eval_' prefix dropped)."""
+    return [{k[5:]: v for k, v in r.items() if k.startswith("eval_") and k != "eval_n"}
+            for r in records if r.get("stage") == stage and "eval_pass_at_1" in r]
+
+
+def step_line(r: dict) -> str:
+    """The one log line of an RL step (the full record goes to metrics.jsonl); PPO adds its critic's numbers."""
+    nan = float("nan")
+    critic = (f"vloss {r['value_loss']:.4f} ev {r['explained_var']:.2f} | " if "value_loss" in r else "")
+    return (f"{r['stage']} {r['step']:4d} | reward {r['reward']:.3f} acc {r['accuracy']:.3f} std {r['reward_std']:.3f} "
+            f"zero-std {r['zero_std_frac']:.2f} | len {r['length']:.1f} trunc {r['truncated_frac']:.2f} | "
+            f"kl {r.get('kl', nan):.4f} clip {r.get('clip_frac', nan):.3f} ent {r.get('entropy', nan):.3f} "
+            f"gnorm {r.get('grad_norm', nan):.2f} | {critic}{r['step_s']:.2f}s, rollout {r['rollout_s']:.2f}s "
+            f"{r['rollout_tok_s']} tok/s")
+
+
+@dataclass
+class Run:
+    """What every stage of a run shares: its config (config.TrainConfig), tokenizer, metrics file and device."""
+    cfg: object
+    tok: Tokenizer
+    metrics: Metrics
+    device: str
+
+    def save(self, stage: str, step: int, models: dict, optimizers: dict, *, evaluate: bool, done: bool) -> None:
+        """Before an evaluation, or when stopped: the stage checkpoint out_dir/<stage>/ (what sample.py and
+        --init_from read; PPO's critic in <stage>/critic/) and the resume point."""
+        meta = {"train_config": asdict(self.cfg), "stage": stage, "step": step}
+        export = os.path.join(self.cfg.out_dir, stage)
+        save_checkpoint(export, models["policy"], self.tok, meta)
+        if "critic" in models:  # beside the policy, for a run that continues PPO
+            save_checkpoint(os.path.join(export, "critic"), models["critic"], None, {**meta, "stage": f"{stage}_critic"})
+        save(self.cfg.out_dir, stage, step, models, optimizers, train_config=asdict(self.cfg), tokenizer=self.tok,
+             metrics_bytes=self.metrics.size(), evaluate=evaluate, done=done)
+
+
+class Interrupted(Exception):
+    """Ctrl-C stopped the run after a whole step; the resume point of that step is written."""
+
+
+class StopRequest:
+    """Ctrl-C (SIGINT) asks the stage to stop after the step in progress, save and say how to resume, so a
+    step is never left half done; a second Ctrl-C stops at once (then the last checkpoint is what is kept)."""
+
+    def __init__(self):
+        self.requested, self.previous = False, None
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self.handle)
+        except ValueError:  # not the main thread (signals can only be caught there): Ctrl-C keeps its default
+            self.previous = None
+        return self
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        tqdm.write("Ctrl-C: stopping after this step to save the run (press it again to stop at once)")
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+# the flags a checkpoint given to --init_from must have been trained with: they fix the split and the prompts
+SAME_DATA = ("task", "seed", "digits", "mul_digits", "min_ops", "max_ops", "n_test", "template", "gsm8k_dir")
+
+
+def load_start(cfg, device: str):
+    """(model, tokenizer) of --init_from, after checking it was trained on this run's task and split."""
+    try:
+        model, meta = load_checkpoint(cfg.init_from, device)
+        tok = Tokenizer.from_file(os.path.join(cfg.init_from, "tokenizer.json"))
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: --init_from: {e}") from None
+    except Exception as e:  # tokenizers raises its own exception type for a corrupt tokenizer.json
+        raise SystemExit(f"error: --init_from {cfg.init_from}/tokenizer.json: not a readable tokenizer ({e})") from None
+    trained = (meta or {}).get("train_config") or {}
+    for name in SAME_DATA:
+        if name in trained and trained[name] != getattr(cfg, name):
+            raise SystemExit(f"error: --init_from {cfg.init_from} was trained with --{name} {trained[name]!r}, "
+                             f"this run has {getattr(cfg, name)!r}: pass the same value, so that the held-out "
+                             "split and the prompts are the ones it was trained for")
+    return model, tok

@@ -1,91 +1,28 @@
 """The GRPO objective and its PPO baseline, one small pure function per equation.
 
-What this file implements (tensors in, tensors out: no model state, optimizer or globals, except that
-`completion_logprobs` and `completion_values` run the model they are given):
+Tensors in, tensors out: no model state, optimizer or globals, except that `completion_logprobs` and
+`completion_values` run the model they are given. Each function's docstring gives its equation and the
+paper's equation number; the rewards (DAPO's soft overlong penalty and the per-step rewards included) are
+in rewards.py.
 
-    GRPO        "DeepSeekMath: Pushing the Limits of Mathematical Reasoning in Open Language Models",
-                Shao et al. 2024, arXiv 2402.03300: §4.1 Eqs. 1-4 (objective, k3 KL), §4.1.2 outcome and
-                §4.1.3 process advantages, §5.2 Eq. 5 and Table 10 / Eqs. 6-21 (gradient coefficients)
-    R1          "DeepSeek-R1: Incentivizing Reasoning Capability in LLMs via Reinforcement Learning",
-                DeepSeek-AI 2025, arXiv 2501.12948: Eqs. 1-3 (GRPO on sequences; implemented per token)
-    Dr. GRPO    "Understanding R1-Zero-Like Training: A Critical Perspective", Liu et al. 2025,
-                arXiv 2503.20783: no std (scale="none"), constant normaliser (agg="constant"), RLOO relation
-    DAPO        "DAPO: An Open-Source LLM Reinforcement Learning System at Scale", Yu et al. 2025,
-                arXiv 2503.14476: clip-higher (Eq. 10), dynamic sampling (Eq. 11), token-level loss (Eq. 12),
-                overlong filtering; GAE as written in its Eqs. 2-3
-    k1/k2/k3    Schulman, "Approximating KL Divergence", joschu.net/blog/kl-approx.html (2020)
-    pass@k      Chen et al. 2021, "Evaluating Large Language Models Trained on Code", arXiv 2107.03374
+    log-probs and masks    at_completion_states, completion_logprobs, completion_values, completion_mask
+    KL estimators          kl_k1, kl_k2, kl_k3 (DeepSeekMath Eq. 4)
+    advantages             group_advantages, rloo_advantages, broadcast_outcome_advantage,
+                           process_advantages, dynamic_sampling_filter
+    surrogate              policy_ratio, clipped_surrogate, clip_fraction, aggregate, aggregate_weight
+    objectives             grpo_objective, grpo_loss (Eq. 3); ppo_objective, ppo_loss (Eq. 1)
+    the PPO baseline       ppo_token_rewards (Eq. 2), gae, value_loss, explained_variance, whiten
+    gradient coefficients  grpo_gradient_coefficient, gradient_coefficient (§5.2.1, Table 10)
+    evaluation             pass_at_k, majority_vote
 
-Each function's docstring gives its equation and number; the reward functions
-(including DAPO's soft overlong penalty and the per-step rewards) are in rewards.py.
+GRPO and PPO share the surrogate and the aggregation and differ in two places: the advantage (group
+statistics, or a critic and GAE) and the KL to pi_ref (a k3 loss term, or a k1 penalty in each token's reward).
+Shapes: B prompts, G samples per prompt, N = B*G completion rows (row n = b*G + g), T completion tokens,
+P prompt tokens, V vocabulary; every per-token tensor is (N, T) with a `mask` (N, T), True on real
+completion tokens. Every objective J is maximised; each loss is -J, with the sign flip written out.
 
-Shape letters: B prompts, G samples per prompt (group_size), N = B*G completion rows (the G samples of a
-prompt are consecutive rows: row n = b*G + g), T completion tokens, P prompt tokens, V vocabulary.
-Every per-token tensor is (N, T) and comes with `mask` (N, T) bool, True on real completion tokens.
-Every objective J is maximised; each loss is -J, with the sign flip written out.
-
-GRPO vs PPO: they share `policy_ratio`, `clipped_surrogate` and `aggregate`, and differ in two places:
-
-    |              | GRPO (DeepSeekMath Eq. 3)                  | PPO (DeepSeekMath Eqs. 1-2)                  |
-    |--------------|--------------------------------------------|----------------------------------------------|
-    | advantage    | group statistics: (r_i - mean) / std over  | a critic V_psi and GAE over per-token        |
-    | A_{i,t}      | the G samples of one prompt                | rewards: gae(ppo_token_rewards(..), values), |
-    |              | (group_advantages, process_advantages)     | and value_loss to train the critic           |
-    |              |                                            | (completion_values, explained_variance)      |
-    | KL to pi_ref | a loss term: - beta * k3 inside the token  | a shaped reward: - beta * log(pi / pi_ref)   |
-    |              | average (grpo_objective)                   | on every token (ppo_token_rewards)           |
-    | objective    | grpo_objective / grpo_loss                 | ppo_objective / ppo_loss                     |
-
-Deliberate choices where the papers leave a point open:
-  1. Std convention: population std (ddof=0) by default. The papers write std({r_1..r_G}) of the set of G
-     rewards, and with ddof=0 the advantages of a group have sum 0 and sum of squares exactly G. torch's
-     default (ddof=1, used by TRL and oat) is a switch; for a fixed G the two differ only by the constant
-     factor sqrt((G-1)/G) (0.866 for G=4), i.e. a learning-rate scale.
-  2. eps = 1e-6 is added to the std: A = (r - mean) / (std + eps). A group whose rewards are all equal gets
-     advantages of exactly 0 (tested), never eps-amplified rounding noise or 0/0 = NaN. With rewards of
-     order 1, eps changes the advantages by less than 1e-5 relative.
-  3. scale="batch" centres each group on its own mean and divides by the std of all N centred rewards of
-     the batch passed in (the "group mean, batch std" variant Dr. GRPO §3.2 points towards). Centred
-     values, not raw rewards, so differences between prompts' means do not inflate the scale; sum of
-     squares over the batch is N (ddof=0). Groups with equal rewards count as N's zeros.
-  4. R1 writes its ratio and KL on whole sequences, pi(o_i|q). We use per-token ratios and per-token k3
-     (DeepSeekMath's form): a sequence ratio is exp of a sum of T log-ratios, which over- or underflows.
-  5. GRPO's KL is k3, computed as expm1(d) - d with d = ref_logp - logp, which is >= 0 in floating point
-     too (exp(d) - d - 1 is not: it rounds to -1e-16). It is inside the token aggregation (Eq. 3) and
-     ref_logp carries no gradient. Caveat: with more than one update per rollout the samples come from
-     pi_old, so k3 is no longer an unbiased estimate of KL[pi_theta || pi_ref].
-  6. PPO's KL-in-reward (Eq. 2) is the k1 log-ratio of the ROLLOUT policy to pi_ref, detached: a reward,
-     fixed at rollout time (InstructGPT's convention; the paper writes pi_theta and does not say).
-  7. Aggregation (`aggregate`): "seq_mean" (GRPO Eq. 3) averages over the rows that have at least one
-     token, so rows removed by overlong filtering drop out of the 1/G instead of counting as zeros.
-     "token_mean" (DAPO Eq. 12) divides by the number of tokens in the minibatch (not per group as DAPO
-     prints it, not the global batch as TRL does). "constant" (Dr. GRPO) divides by N * max_len, counting
-     every row. With gradient accumulation (train.py --micro_batch) each micro-batch's loss is weighted by
-     `aggregate_weight`, so the accumulated gradient is exactly that of the whole minibatch in all three.
-  8. Clip: eps_high defaults to eps_low (symmetric, GRPO); DAPO uses 0.2 / 0.28. DeepSeekMath does not
-     state its eps (with one update per rollout the ratio is 1 and the clip never acts); R1 reports 10.
-  9. Temperature: pi_theta, pi_old and pi_ref are all the tempered distribution softmax(logits / tau)
-     the sampler drew from, so the ratio is 1 before the first update (as TRL and verl do).
- 10. pi_old: recompute old_logp with `completion_logprobs` under no_grad rather than reusing the sampler's
-     KV-cached numbers, which in fp32 differ from a full forward pass in the last bits (up to 5e-7 on a
-     2-layer test model); then the ratio of the first update is exactly 1 on a deterministic device.
- 11. Process supervision (`process_advantages`) takes one group at a time; tokens after a row's last step
-     (e.g. the answer and EOS) get advantage 0, as the sum over index(j) >= t is empty there.
- 12. The clip fraction (a logged statistic) counts masked tokens where min() took the clipped branch and
-     it differs from the unclipped one, i.e. where the token's gradient is zero because of the clip.
- 13. GAE: V(s_{T+1}) = 0 after each row's last token, values are detached, returns = advantages + values.
-     The value loss is PPO2's clipped form 0.5 * max((V - R)^2, (V_clip - R)^2), token-averaged.
-     A row that hit max_new_tokens ends there too: it is scored as it stands, so its end is terminal.
- 14. Critic alignment: V(s_t) for completion token t is the critic's output at position P-1+t of
-     [left-padded prompt | completion], the state (q, o_<t) before o_t is generated: exactly the position
-     whose logits give log pi(o_t), so a token's value, reward and log-prob line up (`at_completion_states`
-     serves both). Padding changes no value (tested), as for the log-probs.
- 15. Explained variance is computed over the loss mask's tokens with the rollout-time values V_old (the
-     values GAE used, as cleanrl logs it), and is NaN when every return is equal: at the first step the
-     policy equals the reference, so the KL rewards are exactly 0, and with gamma = lambda = 1 every return
-     is then its completion's score.
-
-Run the tests: python -m pytest -q tests/test_grpo.py
+The equations and their papers: docs/equations.md. The choices where the papers leave a point open:
+docs/design.md ("GRPO equations", "PPO baseline"). Tests: python -m pytest -q tests/test_grpo.py
 """
 
 from __future__ import annotations
@@ -95,8 +32,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-DDOF = 0  # choice 1: population std
-EPS = 1e-6  # choice 2: added to the std
+DDOF = 0  # (design: Population std)
+EPS = 1e-6  # added to the std (design: Std plus eps)
 SCALES = ("group", "batch", "none")
 AGGREGATIONS = ("seq_mean", "token_mean", "constant")
 GC_METHODS = ("sft", "rft", "online_rft", "ppo", "grpo")
@@ -117,7 +54,7 @@ def at_completion_states(model, prompt_ids: torch.Tensor, prompt_valid: torch.Te
     One forward pass over [left-padded prompt (N, P) | completion (N, T)], read at positions P-1+t,
     t = 0..T-1: the position of the last token of s_t, whose output predicts o_t (logits) or scores s_t
     (values). The model's `valid` is cat(prompt_valid, completion_mask): left pads are invisible keys and
-    positions skip them (model.py choice 1). Completion pads come after the EOS, so under causal attention
+    positions skip them (design: Left padding). Completion pads come after the EOS, so under causal attention
     no real token ever sees them; marking them invalid only keeps them out of the positions.
     """
     P = prompt_ids.size(1)
@@ -146,8 +83,8 @@ def completion_values(critic, prompt_ids: torch.Tensor, prompt_valid: torch.Tens
     """V_{i,t} = V_psi(q_i, o_{i,<t}): the critic's value of the state before each completion token   -> (N, T)
 
     The value PPO's GAE needs at step t (DAPO Eq. 3: delta_t = r_t + gamma V(s_{t+1}) - V(s_t)), read at the
-    very position whose logits give log pi(o_t) (`at_completion_states`, choice 14); 0 where completion_mask
-    is False. With grad for the critic's update; under torch.no_grad() for the rollout's values.
+    very position whose logits give log pi(o_t), via `at_completion_states` (design: Critic alignment); 0 where
+    completion_mask is False. With grad for the critic's update; under torch.no_grad() for the rollout's values.
     """
     values = at_completion_states(critic, prompt_ids, prompt_valid, completion_ids, completion_mask)  # (N, T)
     return values.masked_fill(~completion_mask, 0.0)
@@ -189,7 +126,8 @@ def kl_k2(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """k3 = r - log r - 1 = pi_ref/pi_theta - log(pi_ref/pi_theta) - 1   (DeepSeekMath Eq. 4, R1 Eq. 2).
 
-    Unbiased and >= 0; 0 exactly when the policies agree. d/dlogp k3 = 1 - r. Choice 5 (expm1).
+    Unbiased and >= 0; 0 exactly when the policies agree. d/dlogp k3 = 1 - r.
+    Computed as expm1(log r) - log r (design: k3 via expm1).
     """
     log_r = ref_logp - logp  # log r = log pi_ref - log pi_theta
     return torch.expm1(log_r) - log_r  # k3 = (r - 1) - log r
@@ -202,8 +140,9 @@ def group_advantages(rewards: torch.Tensor, scale: str = "group", ddof: int = DD
     """A_i = (r_i - mean(r)) / (std(r) + eps) within each group of G   (B, G) -> (B, G)
 
     DeepSeekMath §4.1.2, R1 Eq. 3, DAPO Eq. 9 (scale="group"); Dr. GRPO §3.2 A_i = r_i - mean(r)
-    (scale="none"); scale="batch": group mean, std of the whole batch (choice 3). ddof 0 or 1 (choice 1),
-    eps (choice 2). A group whose G rewards are all equal gets exactly 0.
+    (scale="none"); scale="batch": group mean, std of the whole batch (design: Group mean, batch std).
+    ddof 0 or 1 (design: Population std); eps (design: Std plus eps). A group whose G rewards are all equal
+    gets exactly 0.
     """
     _check_choice("scale", scale, SCALES)
     if rewards.dim() != 2 or rewards.size(1) < 2:
@@ -243,7 +182,8 @@ def process_advantages(step_rewards: list[list[float]], step_end: list[list[int]
 
     step_rewards[i][j] is the reward of step j of row i, step_end[i][j] the token index index(j) where that
     step ends (rewards.step_rewards + rewards.char_to_token_index give both). Tokens after a row's last
-    step get 0 (choice 11); if all the group's step rewards are equal every advantage is 0.
+    step get 0 (design: Process advantages per group); if all the group's step rewards are equal every
+    advantage is 0.
     """
     if len(step_rewards) != len(step_end) or any(len(r) != len(e) for r, e in zip(step_rewards, step_end)):
         raise ValueError("step_rewards and step_end must have the same number of rows and of steps per row")
@@ -281,8 +221,8 @@ def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_eps_low: floa
                       clip_eps_high: float | None = None) -> torch.Tensor:
     """min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A)   (DeepSeekMath Eqs. 1, 3; DAPO Eq. 10).
 
-    eps_high defaults to eps_low (choice 8). For A > 0 the gradient vanishes once rho > 1 + eps_high, for
-    A < 0 once rho < 1 - eps_low.
+    eps_high defaults to eps_low (design: Symmetric clip by default). For A > 0 the gradient vanishes once
+    rho > 1 + eps_high, for A < 0 once rho < 1 - eps_low.
     """
     clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
     clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high)  # clip(rho, 1 - eps_low, 1 + eps_high)
@@ -291,7 +231,7 @@ def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_eps_low: floa
 
 def clip_fraction(ratio: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, clip_eps_low: float = 0.2,
                   clip_eps_high: float | None = None) -> torch.Tensor:
-    """Fraction of masked tokens where min() picks the clipped branch and it differs (choice 12)."""
+    """Fraction of masked tokens where min() picks the clipped branch and it differs (design: Clip fraction)."""
     clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
     clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high) * adv < ratio * adv  # (N, T) bool
     return masked_mean(clipped.to(ratio.dtype), mask)
@@ -299,7 +239,7 @@ def clip_fraction(ratio: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, cl
 
 def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean",
               max_len: int | None = None) -> torch.Tensor:
-    """Reduce a per-token quantity (N, T) to a scalar (choice 7):
+    """Reduce a per-token quantity (N, T) to a scalar (design: Three aggregations):
 
         seq_mean    1/G sum_i 1/|o_i| sum_t x_{i,t}          GRPO, DeepSeekMath Eq. 3
         token_mean  1/(sum_i |o_i|) sum_i sum_t x_{i,t}      DAPO Eq. 12
@@ -317,7 +257,8 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean
 
 
 def aggregate_weight(part_mask: torch.Tensor, whole_mask: torch.Tensor, mode: str = "seq_mean") -> float:
-    """The share w_k of a micro-batch k of rows in the aggregate of the whole minibatch (choice 7):
+    """The share w_k of a micro-batch k of rows in the aggregate of the whole minibatch
+    (design: Three aggregations):
 
         aggregate(x, whole) = sum_k w_k * aggregate(x_k, part_k)     (gradient accumulation, exactly)
 
@@ -419,8 +360,8 @@ def ppo_token_rewards(score: torch.Tensor, logp_rollout: torch.Tensor, ref_logp:
                       kl_coef: float) -> torch.Tensor:
     """r_t = r_phi(q, o_{<=t}) - beta log(pi(o_t|q,o_{<t}) / pi_ref(o_t|q,o_{<t}))   (DeepSeekMath Eq. 2)
 
-    The KL part is a detached per-token reward from the rollout policy (choice 6); the sequence score
-    (N,) is added on each row's last real token only. -> (N, T), 0 off the mask.
+    The KL part is a detached per-token reward from the rollout policy (design: KL in the PPO reward); the
+    sequence score (N,) is added on each row's last real token only. -> (N, T), 0 off the mask.
     """
     rewards = -kl_coef * kl_k1(logp_rollout, ref_logp).detach()  # -beta log(pi / pi_ref)
     last = mask.long().cumsum(-1).argmax(-1)  # (N,) index of each row's last real token
@@ -433,7 +374,8 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     """A_t = sum_l (gamma lam)^l delta_{t+l},  delta_t = r_t + gamma V(s_{t+1}) - V(s_t)   (DAPO Eqs. 2-3)
 
     A reverse scan A_t = delta_t + gamma lam A_{t+1} with V(s_{T+1}) = 0 after each row's last token
-    (choice 13). Returns (advantages, returns = advantages + values), both (N, T), 0 off the mask.
+    (design: Terminal completion end). Returns (advantages, returns = advantages + values), both (N, T), 0 off
+    the mask.
     """
     zero = torch.zeros((), dtype=values.dtype)
     r = torch.where(mask, rewards, zero)
@@ -451,7 +393,7 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
                clip_eps: float | None = 0.2, agg: str = "token_mean") -> torch.Tensor:
     """L_V = 1/2 max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2), aggregated   (PPO2's clipped critic)
 
-    DeepSeekMath gives no value loss (choice 13); clip_eps=None gives the plain 1/2 (V - R)^2.
+    DeepSeekMath gives no value loss (design: The critic); clip_eps=None gives the plain 1/2 (V - R)^2.
     """
     loss = (values - returns) ** 2  # (V - R)^2
     if clip_eps is not None:
@@ -461,7 +403,7 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
-    """EV = 1 - Var(R - V) / Var(R) over the masked tokens (population variances)   (choice 15)
+    """EV = 1 - Var(R - V) / Var(R) over the masked tokens (population variances)   (design: Explained variance)
 
     How much of the returns' spread the critic predicts: 1 for V = R, 0 for a constant V equal to mean(R),
     negative when V is worse than that constant. NaN when Var(R) = 0 (every return equal: nothing to explain).

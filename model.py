@@ -2,14 +2,16 @@
 
 What is here, top to bottom:
   1. `ModelConfig`, the architecture as a dataclass (stored as JSON in every checkpoint).
-  2. The pieces of a Llama/DeepSeek-style block: RMSNorm, rotary position embeddings (RoPE),
-     causal multi-head self-attention written out as matmul -> mask -> softmax -> matmul, and a
-     SwiGLU MLP; pre-norm residual blocks; a final norm and an LM head tied to the embedding.
+  2. The pieces of a Llama/DeepSeek-style block: `RMSNorm`, rotary position embeddings (`rope_tables`,
+     `apply_rope`), causal multi-head self-attention (`SelfAttention`; the hand-written `attention` with
+     `attention_mask` and `positions_from_valid` is the reference for the sdpa fast path), a `SwiGLU` MLP;
+     pre-norm residual blocks (`Block`); a final norm and an LM head tied to the embedding (`Transformer`).
   3. `KVCache` and `generate()`: one call samples completions for a batch of prompts of different
-     lengths and returns the completion ids, the mask of valid completion tokens and whether each
-     row was truncated (GRPO needs all three), plus the log-prob of every sampled token.
-  4. `save_checkpoint` / `load_checkpoint`: safetensors weights with the config as JSON metadata,
-     the tokenizer's `tokenizer.json` beside them. Nothing is pickled, so loading never runs code.
+     lengths (`left_pad`, `filter_logits`) and returns the completion ids, the mask of valid completion
+     tokens and whether each row was truncated (GRPO needs all three), plus the log-prob of every sampled
+     token (`Completions`).
+  4. `save_checkpoint` / `load_checkpoint` / `read_checkpoint`: safetensors weights with the config as JSON
+     metadata, the tokenizer's `tokenizer.json` beside them. Nothing is pickled, so loading never runs code.
      `load_critic` reads a `Critic` saved the same way.
   5. `Critic`: PPO's value model, the same Transformer as a trunk (`Transformer.hidden`, the final-normed
      hidden state before the LM head) plus a linear value head.
@@ -17,28 +19,9 @@ What is here, top to bottom:
 Shape letters used in comments: B batch rows, T tokens, H heads, D model width, Dh = D / H head
 width, V vocabulary size.
 
-Deliberate choices:
-  1. Batches of prompts of different lengths are LEFT-padded, with a boolean `valid` mask and
-     per-row positions (`position = number of valid tokens before this one`). So a padded row sees
-     exactly the positions and keys it would see alone: padding changes no number, and all rows
-     write their next token into the same cache column, which keeps the cached decode loop a
-     single batched matmul per layer.
-  2. A query may always attend to itself, even at a pad position. A pad query would otherwise have
-     no key to attend to and its softmax would be 0/0 = NaN; its output is never used.
-  3. SwiGLU MLP (as in Llama and DeepSeek) with hidden width 8/3 * D rounded up to a multiple of 32,
-     so its parameter count matches a 4*D GELU MLP.
-  4. `F.scaled_dot_product_attention` is the fast path (`attn_impl="sdpa"`); the hand-written
-     `attention()` is the reference, and tests/test_model.py proves the two agree to 1e-5 in fp32.
-  5. The critic is a separate Transformer of the policy's size (no weights shared with the policy), its trunk
-     copied from the model RL starts from (the SFT checkpoint), as InstructGPT and DeepSeekMath's PPO do (they
-     copy a reward model or the policy; with rule-based rewards there is no reward model, so the policy).
-     Its value head starts at ZERO (weight and bias), so V = 0 in every state at the start: the first
-     advantages are then the plain returns, not returns minus a baseline of random noise (a head drawn
-     like the other layers, std 0.02 on a hidden state of norm ~sqrt(D), would give values that differ
-     from state to state by about 0.2 and mean nothing). The trunk gets no gradient in the first update
-     (dV/dh = w = 0) but the head does, so from the second update on both learn. The price: the head
-     must climb from 0 to the returns' scale, which takes a larger learning rate than the policy's
-     (train.py choice 12, --critic_lr).
+The equations (RMSNorm, RoPE, attention, SwiGLU) are written out in docs/equations.md; why the model is
+built this way (left padding, SwiGLU width, the critic's zero value head, ...) is in docs/design.md ("Model",
+"PPO baseline"). Tests: python -m pytest -q tests/test_model.py
 """
 
 from __future__ import annotations
@@ -135,7 +118,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 
 def attention_mask(valid: torch.Tensor, n_query: int) -> torch.Tensor:
     """(B, 1, Tq, Tk) bool: query i (the last Tq of the Tk positions) may see key j iff
-    j <= i (causal) and key j is a real token, or j == i (choice 2 in the module docstring)."""
+    j <= i (causal) and key j is a real token, or j == i (design: Pad queries see themselves)."""
     n_key = valid.size(1)
     q_pos = torch.arange(n_key - n_query, n_key, device=valid.device)[:, None]  # (Tq, 1)
     k_pos = torch.arange(n_key, device=valid.device)[None, :]  # (1, Tk)
@@ -148,7 +131,7 @@ def positions_from_valid(valid: torch.Tensor) -> torch.Tensor:
     """Per-row positions: the number of valid tokens before each token (pads get 0).
 
     valid [[0, 0, 1, 1, 1]] -> [[0, 0, 0, 1, 2]]: a left-padded row gets the positions it would
-    have had without padding (choice 1 in the module docstring).
+    have had without padding (design: Left padding).
     """
     return (valid.long().cumsum(-1) - 1).clamp(min=0)
 
@@ -276,7 +259,7 @@ class Transformer(nn.Module):
 
 
 class Critic(nn.Module):
-    """V_psi(s_t): PPO's value model, a Transformer of the policy's size with a scalar value head (choice 5).
+    """V_psi(s_t): PPO's value model, a Transformer of the policy's size with a scalar value head (design: The critic).
 
     value(s) = w . h(s) + b, where h(s) is the trunk's final-normed hidden state (`Transformer.hidden`) at the
     last token of s. The trunk's tied embedding only embeds here: the LM head is never used.
@@ -287,7 +270,7 @@ class Critic(nn.Module):
         self.cfg = cfg  # save_checkpoint stores it, as for the policy
         self.trunk = Transformer(cfg)
         self.value_head = nn.Linear(cfg.n_embd, 1)
-        nn.init.zeros_(self.value_head.weight)  # choice 5: V = 0 everywhere at the start
+        nn.init.zeros_(self.value_head.weight)  # V = 0 everywhere at the start (design: The critic)
         nn.init.zeros_(self.value_head.bias)
 
     @classmethod
@@ -310,8 +293,9 @@ class Critic(nn.Module):
 # ---------------------------------------------------------------------------------------------
 # 3. Sampling with a KV cache
 # ---------------------------------------------------------------------------------------------
-class Rollout(NamedTuple):
-    """What `generate` returns. T is the longest completion in the batch."""
+class Completions(NamedTuple):
+    """What `generate` returns: the sampled completions of a batch of prompts. T is the longest completion.
+    (rollouts.Rollouts adds what RL needs: the questions, the texts, the rewards.)"""
 
     ids: torch.Tensor  # (B, T) completion tokens, pad_id after a row ended
     mask: torch.Tensor  # (B, T) bool, True on real completion tokens (the EOS included)
@@ -348,7 +332,7 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 @torch.no_grad()
 def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | None = None, max_batch: int | None = None) -> Rollout:
+             generator: torch.Generator | None = None, max_batch: int | None = None) -> Completions:
     """Sample a completion for every prompt in one batched, KV-cached loop.
 
     temperature 0 means greedy (argmax). Each row stops at its first EOS (kept, and masked as a real
@@ -366,7 +350,7 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
                           generator) for i in range(0, len(prompts), max_batch)]
         T = max(p.ids.size(1) for p in parts)
         pad = lambda x, value: F.pad(x, (0, T - x.size(1)), value=value)
-        return Rollout(torch.cat([pad(p.ids, pad_id) for p in parts]), torch.cat([pad(p.mask, False) for p in parts]),
+        return Completions(torch.cat([pad(p.ids, pad_id) for p in parts]), torch.cat([pad(p.mask, False) for p in parts]),
                        torch.cat([p.truncated for p in parts]), torch.cat([pad(p.logprobs, 0.0) for p in parts]))
     device = model.tok_emb.weight.device
     ids, valid = left_pad(prompts, pad_id, device)
@@ -399,7 +383,7 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
             break
         logits = model(out[:, t:t + 1], valid=valid[:, :P + t + 1], positions=next_pos + t, cache=cache)[:, -1]
     T = t + 1
-    return Rollout(out[:, :T], out_mask[:, :T], alive, out_logp[:, :T])
+    return Completions(out[:, :T], out_mask[:, :T], alive, out_logp[:, :T])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,59 +9,17 @@ What this file implements (each a pure function of the completion text, and the 
     language_consistency_reward  DeepSeek-R1 Eq. 7: Num(Words_target) / Num(Words) over the chain of thought
     soft_overlong_penalty        DAPO Eq. 13, R_length
     weighted_sum, total_reward   the one place rewards are combined: R1 Eq. 4 (acc + format),
-                                 R1 Eqs. 8-10 (+ language), DAPO (+ R_length)
+                                 R1 Eqs. 8-10 (+ language), DAPO (+ R_length); RewardWeights, reward_components
     step_rewards                 a rule-based stand-in for the process reward model of DeepSeekMath
                                  §4.1.3 (arXiv 2402.03300): every GSM8K calculator annotation <<expr=value>>
                                  (Cobbe et al., arXiv 2110.14168) is re-computed and scored 1 or 0
     char_to_token_index          maps a step's end character to its token, i.e. index(j) in §4.1.3
 
-and the parsers they share: extract_answer, parse_number, answers_match, safe_eval.
+and the parsers they share: extract_answer, parse_number, answers_match, safe_eval (no eval() anywhere).
 
-Deliberate choices (the papers publish neither the regexes nor the parsers):
-
- 1. Exactly one answer, in exactly one marker. The markers are "<answer>...</answer>" (R1), "#### ..." up to
-    the end of its line (GSM8K) and "\\boxed{...}". There is no precedence between them: a completion must
-    contain exactly one marker of any kind, else extract_answer gives None. So two <answer> blocks, an
-    <answer> plus a "####", and a box inside an answer block ("<answer>\\boxed{5}</answer>") are all refused.
-    Inside the marker there must be exactly one number; words around it are allowed ("72 dollars." -> "72",
-    "5 or 6" -> None). A model can therefore never be rewarded for listing several answers. A number
-    preceded by a sign it cannot read ("- 5" with a space, the Unicode minus in "−5", "€5") is refused
-    rather than read without its sign.
- 2. Numbers are exact rationals (fractions.Fraction), never floats: "3/4" equals "0.75" exactly, and
-    answers_match compares exactly unless a relative tolerance is asked for.
-    Accepted: ASCII digits 0-9, thousands separators in groups of three ("1,000"), a decimal point ("12.0",
-    ".5"), one leading "+" or "-", then an optional "$", one "a/b" fraction, surrounding whitespace and one
-    trailing period ("72." ends a sentence).
-    Refused (None): other Unicode digits ("٧٢", fullwidth "５", "²"; an answer containing any of them is
-    refused whole, so "7٢" is not silently read as 7), exponents ("1e5": GSM8K never writes them and "1e999"
-    would be a 1000-digit integer), nan, inf, "%", the Unicode minus "−", and anything longer than
-    100 characters (so never more than 100 digits: int() is never called on a huge string).
- 3. format_reward is strict: each of the four tags exactly once, in order, nothing but whitespace outside
-    them. Whitespace between "</think>" and "<answer>" is optional. An empty reasoning or answer still
-    has the right format; emptiness is for accuracy_reward to punish.
- 4. Language consistency, simplified: a word is a maximal run of Unicode letters, and a word is in the
-    target language when all its letters are ASCII ("English"). R1's real language detector is not
-    published. The chain of thought is the text inside the single <think> block, or the whole completion
-    when there is no single block. No words at all gives 0.0: no reward for saying nothing. (Pure arithmetic
-    chains of thought have no words, but then every sample of the group gets the same 0.0, which the group
-    normalisation of GRPO cancels.) Only the first 10,000 characters are scored: a regex match costs about
-    0.1 µs, and a 100k-character chain of 50k words would otherwise take 10-20 ms.
- 5. soft_overlong_penalty takes lengths in tokens from the caller; impossible arguments raise ValueError.
- 6. Step rewards: a step is one "<<expr=value>>" annotation; its reward is 1.0 when safe_eval(expr) equals
-    parse_number(value), else 0.0. An annotation that cannot be checked (no "=", two "=", a bad
-    expression or value, a division by zero) scores 0.0: prove it or get nothing. The copy of the value
-    written after ">>" is not checked. Only the first 100 steps are scored. Exact comparison is enough for
-    GSM8K: on its 8,792 reference solutions (train + test) 27,996 of the 27,998 annotations score 1.0; the
-    other two use Python's floor division "//", which safe_eval refuses. A rule checker verifies
-    arithmetic, not usefulness: a trivially true step like "<<1+1=2>>" also earns 1.0.
-    Step.end is the index just past the closing ">>" (completion[step.start:step.end] is the annotation),
-    so the step's last token is char_to_token_index(step.end - 1, offsets).
- 7. Hostile input: every reward accepts any string and returns a float in time linear in its length.
-    There is no eval() anywhere (safe_eval is a recursive-descent parser for + - * / and parentheses with
-    bounded length, depth, digits and magnitude), no regex with nested or overlapping quantifiers, and
-    answer contents longer than 200 characters are refused before they are scanned.
-    A gold answer that does not parse raises ValueError: it is a bug in the data, not a wrong answer.
-
+The papers publish neither the regexes nor the parsers; ours (exactly one answer, exact rational numbers,
+a strict format, the simplified language check, hostile input) are argued in docs/design.md ("Rewards"),
+and the equations are written out in docs/equations.md.
 Run the tests: python -m pytest -q tests/test_rewards.py
 See the rewards of an example completion: python rewards.py
 """
@@ -129,7 +87,11 @@ def _unsigned_decimal(s: str) -> Fraction | None:
 
 
 def parse_number(s: str) -> Fraction | None:
-    """A written number as an exact Fraction, or None. Grammar and refusals: choice 2 of the module docstring.
+    """A written number as an exact Fraction, or None (design: Exact rational numbers).
+
+    Accepted: ASCII digits, thousands separators in groups of three, a decimal point, one leading "+" or "-",
+    then an optional "$", one "a/b" fraction, surrounding whitespace and one trailing period. Refused: other
+    Unicode digits, exponents, nan, inf, "%", the Unicode minus and anything over 100 characters.
 
     "1,000" -> Fraction(1000);  " +12.0. " -> Fraction(12);  "-$3/4" -> Fraction(-3, 4);
     "1e5", "nan", "٧٢", "1,00" -> None.
@@ -178,7 +140,8 @@ def _single_number(content: str | None) -> str | None:
     """The one number written in an answer's content, else None. 'x = -5.' -> '-5';  '5 or 6' -> None."""
     if content is None or len(content) > MAX_ANSWER_CHARS:
         return None
-    if any(ch.isnumeric() and not ch.isascii() for ch in content):  # choice 2: only ASCII digits count
+    # only ASCII digits count (design: Exact rational numbers)
+    if any(ch.isnumeric() and not ch.isascii() for ch in content):
         return None
     runs = [m for m in _NUMBER_RUN.finditer(content) if any(c in DIGITS for c in m.group())]
     if len(runs) != 1:  # no number, or several: "5, 6", "2 + 3", "1e5" (1 and 5)
@@ -215,7 +178,10 @@ def _rest_of_line(text: str, start: int) -> str:
 
 
 def extract_answer(text: str) -> str | None:
-    """The single final answer of a completion, as written, or None (choice 1 of the module docstring).
+    """The single final answer of a completion, as written, or None (design: Exactly one answer).
+
+    The completion must hold exactly one marker of any kind (<answer>...</answer>, "####" to the end of its
+    line, or \\boxed{...}), and the marker exactly one number.
 
     " <think> 2+2 = <<2+2=4>>4 </think> <answer> 4 </answer>" -> "4"
     "Tom has 3+4 = <<3+4=7>>7 apples.\\n#### 7" -> "7";   "so \\boxed{-3/4}" -> "-3/4"
@@ -258,8 +224,8 @@ def accuracy_reward(completion: str, gold: str, correct: float = 1.0, wrong: flo
 def format_reward(completion: str) -> float:
     """1.0 iff completion = ws <think> reasoning </think> ws <answer> answer </answer> ws, else 0.0.
 
-    R1 format reward (Table 1 template; its exact rule is not published, choice 3). ws is optional whitespace,
-    and each of the four tags appears exactly once, so neither part can contain a tag.
+    R1 format reward for the Table 1 template; its exact rule is not published (design: Strict format reward).
+    ws is optional whitespace, and each of the four tags appears exactly once, so neither part can contain a tag.
     " <think> 2+2=4 </think> <answer> 4 </answer>" -> 1.0;   "<think> 2+2=4 </think> 4" -> 0.0
     "<think> a </think> <answer> 4 </answer> <answer> 5 </answer>" -> 0.0
     """
@@ -277,7 +243,10 @@ def format_reward(completion: str) -> float:
 
 
 def is_ascii_word(word: str) -> bool:
-    """The target language of choice 4: a word whose letters are all ASCII. 'apples' -> True, 'яблоко' -> False."""
+    """The target language: a word whose letters are all ASCII (design: ASCII-word language check).
+
+    'apples' -> True, 'яблоко' -> False.
+    """
     return word.isascii()
 
 
@@ -295,7 +264,7 @@ def _chain_of_thought(completion: str) -> str:
 def language_consistency_reward(completion: str, is_target_word: Callable[[str], bool] = is_ascii_word) -> float:
     """Fraction of the chain of thought's words (in its first 10,000 characters) in the target language; 0.0 if none.
 
-    R1 Eq. 7: Reward_language = Num(Words_target) / Num(Words), simplified as in choice 4.
+    R1 Eq. 7: Reward_language = Num(Words_target) / Num(Words), simplified (design: ASCII-word language check).
     "<think> Tom buys 3 apples </think> ..." -> 1.0;   "<think> Tom покупает apples </think>" -> 2/3
     "<think> 3*4 = <<3*4=12>>12 </think>" -> 0.0 (no words)
     """
@@ -498,7 +467,7 @@ def safe_eval(expr: str) -> Fraction | None:
 
 @dataclass(frozen=True)
 class Step:
-    """One calculator annotation <<expr=claimed>> and its rule-based reward (choice 6)."""
+    """One calculator annotation <<expr=claimed>> and its rule-based reward (design: Rule-checked steps)."""
 
     start: int  # index of its first "<"
     end: int  # index just past its closing ">>": completion[start:end] == "<<expr=claimed>>"

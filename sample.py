@@ -5,9 +5,18 @@
     python sample.py runs/default --question "What is 12*3+4?" --temperature 0.7 --samples 4
 
 Give a run directory (runs/default: its grpo/ or ppo/ checkpoint if there is one, else sft/) or a checkpoint
-directory (runs/default/sft). A checkpoint directory holds model.safetensors (the training config is in its metadata) and
-tokenizer.json. The held-out problems are rebuilt from that config, so `--n` scores exactly the test
-split the model never trained on.
+directory (runs/default/sft). A checkpoint directory holds model.safetensors (the training config is in its
+metadata) and tokenizer.json. The held-out problems are rebuilt from that config, so `--n` scores exactly
+the test split the model never trained on.
+
+    complete, decode_completions       completions of questions (greedy at temperature 0), as text
+    pass_rate, greedy_pass_at_1        the fraction that earns rewards.accuracy_reward, the check RL rewards
+    evaluate                           greedy pass@1, shows_work; from k samples pass@k, sampled pass@1, cons@k
+    split_completion                   (reasoning, answer) out of a completion in the R1 format
+    held_out_problems, checkpoint_dir  the checkpoint's own test split; a run directory's latest stage
+
+The evaluation equations (pass@k, cons@k) are written out in docs/equations.md; the choices behind the
+evaluation are in docs/design.md ("Evaluation").
 """
 
 from __future__ import annotations
@@ -20,9 +29,10 @@ import sys
 import torch
 from tokenizers import Tokenizer
 
+import grpo
 import tasks
 from model import TOKENIZER_FILE, WEIGHTS_FILE, generate, load_checkpoint
-from rewards import accuracy_reward
+from rewards import accuracy_reward, extract_answer, parse_number
 
 
 def complete(model, tok, questions: list[str], template: str, max_new_tokens: int, temperature: float = 0.0,
@@ -43,7 +53,7 @@ def complete(model, tok, questions: list[str], template: str, max_new_tokens: in
 
 
 def decode_completions(tok, roll) -> list[str]:
-    """The text of each completion of a Rollout: its real tokens (mask), without the EOS."""
+    """The text of each completion of model.generate's Completions: its real tokens (mask), without the EOS."""
     return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID])
             for ids, mask in zip(roll.ids.tolist(), roll.mask.tolist())]
 
@@ -65,6 +75,30 @@ def split_completion(text: str) -> tuple[str, str]:
     think = re.search(r"<think>(.*?)</think>", text, re.S)
     answer = re.search(r"<answer>(.*?)</answer>", text, re.S)
     return (think.group(1).strip() if think else ""), (answer.group(1).strip() if answer else "")
+
+
+def evaluate(model, tok, problems: list[tasks.Problem], template: str, max_new_tokens: int, pass_k: int = 1,
+             temperature: float = 0.6, top_p: float = 0.95, generator: torch.Generator | None = None,
+             batch_size: int = 256) -> dict:
+    """Held-out scores of a model: greedy pass@1 and shows_work (the fraction of greedy completions with a
+    non-empty <think> block), and with pass_k = k > 1, from k samples per problem at (temperature, top_p):
+    pass@k (the unbiased estimator of Chen et al. 2021, grpo.pass_at_k with n = k), sampled pass@1 and cons@k
+    (majority vote over the k answers, grpo.majority_vote: what sharpening alone could reach)."""
+    texts = complete(model, tok, [p.question for p in problems], template, max_new_tokens, batch_size=batch_size)
+    out = {"pass_at_1": pass_rate(texts, problems),
+           "shows_work": sum(split_completion(t)[0] != "" for t in texts) / len(problems)}
+    k = pass_k
+    if k > 1:
+        texts = complete(model, tok, [p.question for p in problems for _ in range(k)], template, max_new_tokens,
+                         temperature=temperature, top_p=top_p, generator=generator, batch_size=batch_size)
+        hits = [sum(accuracy_reward(texts[i * k + j], p.answer) for j in range(k)) for i, p in enumerate(problems)]
+        out[f"pass_at_{k}"] = sum(grpo.pass_at_k(k, int(c), k) for c in hits) / len(problems)
+        out["sampled_pass_at_1"] = sum(hits) / (k * len(problems))
+        values = [parse_number(extract_answer(t)) for t in texts]  # "12" and "12.0": one vote
+        votes = [grpo.majority_vote(values[i * k:(i + 1) * k]) for i in range(len(problems))]
+        out[f"cons_at_{k}"] = sum(v is not None and v == parse_number(p.answer)
+                                  for v, p in zip(votes, problems)) / len(problems)
+    return out
 
 
 def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:
@@ -93,6 +127,22 @@ def checkpoint_dir(path: str) -> str:
     return path  # load_checkpoint names what is missing
 
 
+def load_model(path: str, device: str, parser: argparse.ArgumentParser):
+    """(model, its metadata, its tokenizer) from a checkpoint directory; a parser error naming what is wrong."""
+    try:
+        model, meta = load_checkpoint(path, device)
+    except (FileNotFoundError, ValueError) as e:
+        parser.error(str(e))
+    tok_path = os.path.join(path, TOKENIZER_FILE)
+    if not os.path.isfile(tok_path):
+        parser.error(f"no tokenizer at {tok_path}")
+    try:
+        tok = Tokenizer.from_file(tok_path)
+    except Exception as e:  # tokenizers raises its own exception type
+        parser.error(f"{tok_path}: not a readable tokenizer ({e})")
+    return model, meta, tok
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="checkpoint directory (holds model.safetensors and tokenizer.json), or a run "
@@ -118,17 +168,7 @@ def main(argv=None):
             p.error(f"--{name} must be {rule}, got {getattr(args, name)}")
 
     args.checkpoint = checkpoint_dir(args.checkpoint)
-    try:
-        model, meta = load_checkpoint(args.checkpoint, args.device)
-    except (FileNotFoundError, ValueError) as e:
-        p.error(str(e))
-    tok_path = os.path.join(args.checkpoint, TOKENIZER_FILE)
-    if not os.path.isfile(tok_path):
-        p.error(f"no tokenizer at {tok_path}")
-    try:
-        tok = Tokenizer.from_file(tok_path)
-    except Exception as e:  # tokenizers raises its own exception type
-        p.error(f"{tok_path}: not a readable tokenizer ({e})")
+    model, meta, tok = load_model(args.checkpoint, args.device, p)
     cfg = meta.get("train_config")
     template = cfg["template"] if cfg else "compact"
     max_new = args.max_new_tokens or (cfg["max_new_tokens"] if cfg else 128)

@@ -1,57 +1,29 @@
-"""Tasks for tiny-grpo: the problems, the prompt format and the tokenizer.
+"""Tasks: the problems, the prompt format and the tokenizer; everything a model needs to *see*. Nothing here
+knows about models or training.
 
-Contract. This module holds everything a model needs to *see*; nothing here
-knows about models or training:
+    Problem                     a question, its worked solution (GSM8K style) and its integer answer string
+    arithmetic_problem          expressions like 347*6+125-89, worked step by step (word_problems.py: stories)
+    load_gsm8k, split_gsm8k     the real GSM8K JSONL files, strictly parsed; train without test's questions
+    make_splits                 leak-free generated train/test splits
+    format_prompt, TEMPLATES    the prompt: DeepSeek-R1's template verbatim ('r1') or a compact one
+    format_completion           the SFT target: <think> worked steps </think> <answer> N </answer>
+    train_tokenizer             byte-level BPE, every digit its own token; encode, decode
+    token_spans                 which characters of the decoded text each token supplies
+    tokenize_problems           (prompt ids, worked-solution ids + EOS) of a list of problems
 
-- `Problem`: one question, its worked solution (GSM8K style) and its final
-  integer answer as a string.
-- Two synthetic generators, so that we can train from scratch on a CPU:
-  `arithmetic_problem` (expressions like 347*6+125-89) and `word_problem`
-  (GSM8K-style word problems from `WORD_TEMPLATES`).
-- `load_gsm8k`, a strict loader for the real GSM8K JSONL files.
-- The prompt templates (`R1_ZERO_TEMPLATE`, `COMPACT_TEMPLATE`),
-  `format_prompt` and `format_completion` (the SFT target).
-- `make_splits` / `split_gsm8k`: train/test splits with no question leaked.
-- A byte-level BPE tokenizer from HuggingFace `tokenizers`
-  (`train_tokenizer`, `encode`, `decode`), and `token_spans`: which
-  characters of the decoded text each token supplies.
-
-Deliberate choices:
-
-1. Every worked step is written as GSM8K writes it, `48/2 = <<48/2=24>>24`,
-   and every value is computed with Python ints (never `eval`), so a model
-   that imitates our solutions learns the real GSM8K format, and every
-   annotation is guaranteed to be correct.
-2. Answers are normalised integer strings ("1000", "-5"): a reward function
-   can compare strings, with no float or comma parsing.
-3. Arithmetic numbers pick their digit count first, then their value, so
-   1-digit numbers are as common as 3-digit ones; a uniform value would make
-   90% of the numbers 3 digits long and small cases would be rare.
-4. Synthetic problems never need negative numbers or fractions unless asked
-   (`allow_negative`); word problems choose their numbers so that every
-   division is exact.
-5. Splits are leak-free: the test set is drawn first from its own seed and
-   train skips any question whose normalised text is in test.
-6. The tokenizer splits every digit into its own token
-   (`Digits(individual_digits=True)`), as LLaMA does: "2082" is
-   four tokens, so carrying and place value are learnable, and a number is
-   never one opaque token. It is byte-level, so any text round-trips exactly.
-7. The R1 template is copied verbatim from the paper; a compact template is
-   provided because a tiny from-scratch model gains nothing from the
-   60-word system text (see `COMPACT_TEMPLATE`).
-8. Everything is reproducible: all randomness comes from a `random.Random`
-   passed in (or seeded from the split seed), never from the global RNG.
+The choices behind them (calculator steps written as GSM8K writes them, integer answers, digit count
+first, leak-free splits, one token per digit, the compact template, seeded generators) are
+docs/design.md's choices 1-8.
 """
 
 import codecs
 import json
-import operator
 import os
 import random
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import accumulate
-from typing import Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
@@ -74,10 +46,10 @@ def gsm8k_solution(p: Problem) -> str:
     return p.reasoning + "\n#### " + p.answer
 
 
-def _annotate(expr: str, value: int) -> str:
+def annotate(expr: str, value: int) -> str:
     """One calculator step, exactly as GSM8K writes it.
 
-    >>> _annotate("347*6", 2082)
+    >>> annotate("347*6", 2082)
     '347*6 = <<347*6=2082>>2082'
     """
     return f"{expr} = <<{expr}={value}>>{value}"
@@ -90,7 +62,7 @@ def _annotate(expr: str, value: int) -> str:
 def _random_number(rng: random.Random, max_digits: int, minimum: int = 0) -> int:
     """A number with a uniform digit count in 1..max_digits, then a uniform value.
 
-    Drawing the length first keeps small numbers common (choice 3). `minimum`
+    Drawing the length first keeps small numbers common (design: Digit count first). `minimum`
     only affects 1-digit numbers: factors of a product use minimum=2, since
     x*0 and x*1 teach nothing. Multi-digit numbers never start with 0.
 
@@ -152,7 +124,7 @@ def _calculator_steps(operands: list[int], operators: list[str]) -> tuple[list[s
     for op, x in zip(operators, operands[1:]):  # 1. every product, left to right
         if op == "*":
             product = terms[-1] * x  # terms[-1] is a plain operand: '*' never chains
-            steps.append(_annotate(f"{terms[-1]}*{x}", product))
+            steps.append(annotate(f"{terms[-1]}*{x}", product))
             values.append(product)
             terms[-1] = product
         else:
@@ -161,7 +133,7 @@ def _calculator_steps(operands: list[int], operators: list[str]) -> tuple[list[s
     total = terms[0]
     for sign, term in zip(signs, terms[1:]):  # 2. the +/- chain, left to right
         new_total = total + term if sign == "+" else total - term
-        steps.append(_annotate(f"{total}{sign}{term}", new_total))
+        steps.append(annotate(f"{total}{sign}{term}", new_total))
         values.append(new_total)
         total = new_total
     return steps, values
@@ -205,439 +177,6 @@ def arithmetic_problem(
             expr = str(operands[0]) + "".join(f"{op}{x}" for op, x in zip(operators, operands[1:]))
             return Problem(f"What is {expr}?", "\n".join(steps), str(values[-1]))
     raise ValueError(f"could not draw a non-negative problem with ops={ops!r}; allow_negative?")
-
-
-# -----------------------------------------------------------------------------
-# GSM8K-style word problems
-
-NAMES = [
-    "Tom", "Maria", "Aisha", "Kenji", "Olivia", "Liam", "Sofia", "Mateo", "Priya", "Noah",
-    "Chloe", "Omar", "Elena", "Jamal", "Mei", "Lucas", "Fatima", "Ben", "Zoe", "Ravi",
-]  # fmt: skip
-FRUITS = ["apples", "oranges", "pears", "peaches", "lemons", "mangoes", "plums", "kiwis"]
-TREATS = ["cookies", "candies", "stickers", "marbles", "crayons", "cards", "pencils", "balloons"]
-GOODS = ["notebooks", "mugs", "toy cars", "batteries", "light bulbs", "T-shirts", "soap bars"]
-
-# Word-problem steps are computed with these int operations, never with eval.
-_OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}
-
-
-def _calc(*parts) -> tuple[str, int]:
-    """Evaluate a flat chain like (3, "*", 4) with ints; return (step text, value).
-
-    The chain is evaluated left to right, which matches the usual precedence
-    only when it mixes no '+-' with '*/', so we forbid that mix. A division
-    must be exact: every word-problem quantity is a whole number (choice 4).
-
-    >>> _calc(3, "*", 4)
-    ('3*4 = <<3*4=12>>12', 12)
-    >>> _calc(40, "*", 25, "/", 100)[1]
-    10
-    """
-    ops = set(parts[1::2])
-    if ops & set("+-") and ops & set("*/"):
-        raise ValueError(f"_calc cannot mix +- with */: {parts}")
-    value = parts[0]
-    for op, x in zip(parts[1::2], parts[2::2]):
-        if op == "/" and value % x:
-            raise ValueError(f"inexact division in {parts}")
-        value = _OPERATORS[op](value, x)
-    if value < 0:
-        raise ValueError(f"negative intermediate in {parts}")
-    return _annotate("".join(map(str, parts)), value), value
-
-
-def _problem(question: str, lines: list[str], answer: int) -> Problem:
-    """Assemble a word problem: one reasoning sentence per line."""
-    return Problem(question, "\n".join(lines), str(answer))
-
-
-def _shopping(rng: random.Random) -> Problem:
-    """Two purchases, a total, and the change from a banknote (4 steps)."""
-    name = rng.choice(NAMES)
-    fruit1, fruit2 = rng.sample(FRUITS, 2)
-    n1, p1, n2, p2 = rng.randint(2, 12), rng.randint(1, 9), rng.randint(2, 12), rng.randint(1, 9)
-    s1, cost1 = _calc(n1, "*", p1)
-    s2, cost2 = _calc(n2, "*", p2)
-    s3, total = _calc(cost1, "+", cost2)
-    bill = next(b for b in (20, 50, 100, 200, 500) if b >= total)
-    s4, change = _calc(bill, "-", total)
-    question = (
-        f"{name} buys {n1} {fruit1} for ${p1} each and {n2} {fruit2} for ${p2} each. "
-        f"{name} pays with a ${bill} bill. How much change does {name} get, in dollars?"
-    )
-    lines = [
-        f"{name} spends {s1} dollars on {fruit1}.",
-        f"{name} spends {s2} dollars on {fruit2}.",
-        f"In total {name} spends {s3} dollars.",
-        f"{name} gets {s4} dollars in change.",
-    ]
-    return _problem(question, lines, change)
-
-
-def _speed(rng: random.Random) -> Problem:
-    """Distance = speed * time, over two legs (3 steps)."""
-    vehicle = rng.choice(["train", "bus", "truck", "car", "ferry"])
-    v1, v2 = rng.randrange(20, 125, 5), rng.randrange(20, 125, 5)
-    h1, h2 = rng.randint(2, 6), rng.randint(1, 5)
-    s1, d1 = _calc(v1, "*", h1)
-    s2, d2 = _calc(v2, "*", h2)
-    s3, total = _calc(d1, "+", d2)
-    question = (
-        f"A {vehicle} travels at {v1} km per hour for {h1} hours, then at {v2} km per hour "
-        f"for {h2} hours. How many kilometers does the {vehicle} travel in total?"
-    )
-    lines = [
-        f"In the first part it travels {s1} km.",
-        f"In the second part it travels {s2} km.",
-        f"In total it travels {s3} km.",
-    ]
-    return _problem(question, lines, total)
-
-
-def _sharing(rng: random.Random) -> Problem:
-    """Count, keep some, share the rest equally (3 steps, exact division)."""
-    name, treat = rng.choice(NAMES), rng.choice(TREATS)
-    boxes, per_box, friends = rng.randint(2, 9), rng.randint(4, 12), rng.randint(2, 6)
-    total = boxes * per_box
-    # Keep a small amount that leaves a multiple of `friends`; total >= 8 > friends,
-    # so the candidate list is never empty.
-    keep = rng.choice([k for k in range(1, total // 2 + 1) if (total - k) % friends == 0])
-    s1, _ = _calc(boxes, "*", per_box)
-    s2, rest = _calc(total, "-", keep)
-    s3, each = _calc(rest, "/", friends)
-    question = (
-        f"{name} has {boxes} boxes of {treat} with {per_box} {treat} in each box. {name} keeps "
-        f"{keep} and shares the rest equally among {friends} friends. "
-        f"How many {treat} does each friend get?"
-    )
-    lines = [
-        f"{name} has {s1} {treat}.",
-        f"After keeping some, {name} shares {s2} {treat}.",
-        f"Each friend gets {s3} {treat}.",
-    ]
-    return _problem(question, lines, each)
-
-
-def _ages(rng: random.Random) -> Problem:
-    """Ages relative to each other, then their sum (3 steps)."""
-    a, b, c = rng.sample(NAMES, 3)
-    age_a, times = rng.randint(3, 15), rng.randint(2, 4)
-    younger = rng.randint(1, age_a * times - 1)
-    s1, age_b = _calc(age_a, "*", times)
-    s2, age_c = _calc(age_b, "-", younger)
-    s3, total = _calc(age_a, "+", age_b, "+", age_c)
-    question = (
-        f"{a} is {age_a} years old. {b} is {times} times as old as {a}. {c} is {younger} "
-        f"years younger than {b}. What is the sum of their ages?"
-    )
-    lines = [
-        f"{b} is {s1} years old.",
-        f"{c} is {s2} years old.",
-        f"The sum of their ages is {s3}.",
-    ]
-    return _problem(question, lines, total)
-
-
-def _practice_hours(rng: random.Random) -> Problem:
-    """Minutes per day -> minutes per week -> hours over several weeks (3 steps)."""
-    name = rng.choice(NAMES)
-    hobby = rng.choice(["the piano", "the guitar", "chess", "drawing", "swimming", "coding"])
-    while True:  # redraw until the total is a whole number of hours
-        minutes = rng.choice([15, 20, 30, 40, 45, 60, 90])
-        days, weeks = rng.randint(2, 7), rng.randint(2, 8)
-        if minutes * days * weeks % 60 == 0:
-            break
-    s1, per_week = _calc(minutes, "*", days)
-    s2, total = _calc(per_week, "*", weeks)
-    s3, hours = _calc(total, "/", 60)
-    question = (
-        f"{name} practices {hobby} for {minutes} minutes a day, {days} days a week. "
-        f"How many hours does {name} practice in {weeks} weeks?"
-    )
-    lines = [
-        f"Each week {name} practices {s1} minutes.",
-        f"In {weeks} weeks that is {s2} minutes.",
-        f"That is {s3} hours.",
-    ]
-    return _problem(question, lines, hours)
-
-
-def _wages(rng: random.Random) -> Problem:
-    """Hourly pay * hours * days, plus a bonus (3 steps)."""
-    name = rng.choice(NAMES)
-    job = rng.choice(["a cafe", "a bookshop", "a farm", "a bakery", "a library", "a garage"])
-    rate, hours, days = rng.randint(8, 25), rng.randint(2, 8), rng.randint(2, 6)
-    bonus = rng.randrange(10, 105, 5)
-    s1, per_day = _calc(rate, "*", hours)
-    s2, pay = _calc(per_day, "*", days)
-    s3, total = _calc(pay, "+", bonus)
-    question = (
-        f"{name} works at {job} and earns ${rate} an hour. {name} works {hours} hours a day "
-        f"for {days} days and also gets a bonus of ${bonus}. "
-        f"How many dollars does {name} earn in total?"
-    )
-    lines = [
-        f"{name} earns {s1} dollars a day.",
-        f"In {days} days {name} earns {s2} dollars.",
-        f"With the bonus {name} earns {s3} dollars.",
-    ]
-    return _problem(question, lines, total)
-
-
-def _recipe(rng: random.Random) -> Problem:
-    """Scale a recipe by a whole number of batches (4 steps)."""
-    name = rng.choice(NAMES)
-    dish = rng.choice(["muffins", "cookies", "pancakes", "biscuits", "scones"])
-    serves, batches = rng.choice([4, 6, 8, 10, 12, 24]), rng.randint(2, 6)
-    flour, sugar = rng.randint(1, 5), rng.randint(1, 3)
-    wanted = serves * batches
-    s1, _ = _calc(wanted, "/", serves)
-    s2, flour_total = _calc(batches, "*", flour)
-    s3, sugar_total = _calc(batches, "*", sugar)
-    s4, total = _calc(flour_total, "+", sugar_total)
-    question = (
-        f"A recipe for {serves} {dish} needs {flour} cups of flour and {sugar} cups of sugar. "
-        f"{name} wants to make {wanted} {dish}. How many cups of flour and sugar does {name} "
-        f"need altogether?"
-    )
-    lines = [
-        f"{name} needs to make the recipe {s1} times.",
-        f"That takes {s2} cups of flour.",
-        f"It also takes {s3} cups of sugar.",
-        f"Altogether {name} needs {s4} cups.",
-    ]
-    return _problem(question, lines, total)
-
-
-def _savings(rng: random.Random) -> Problem:
-    """Start amount plus weekly savings, minus a purchase (3 steps)."""
-    name = rng.choice(NAMES)
-    thing = rng.choice(["bike", "game", "jacket", "skateboard", "tablet", "telescope"])
-    start, weekly, weeks = rng.randint(5, 60), rng.randint(3, 20), rng.randint(3, 12)
-    saved_total = start + weekly * weeks
-    price = rng.randint(saved_total // 3, saved_total)
-    s1, saved = _calc(weekly, "*", weeks)
-    s2, _ = _calc(start, "+", saved)
-    s3, left = _calc(saved_total, "-", price)
-    question = (
-        f"{name} has ${start} and saves ${weekly} every week. After {weeks} weeks, {name} buys "
-        f"a {thing} that costs ${price}. How many dollars does {name} have left?"
-    )
-    lines = [
-        f"{name} saves {s1} dollars.",
-        f"{name} then has {s2} dollars.",
-        f"After buying the {thing}, {name} has {s3} dollars left.",
-    ]
-    return _problem(question, lines, left)
-
-
-def _percent(rng: random.Random) -> Problem:
-    """A percent of a class, then a fraction of the rest (3 steps)."""
-    club = rng.choice(["chess", "soccer", "drama", "robotics", "music", "art"])
-    while True:  # redraw until the percent and the fraction are both exact
-        students, k = rng.randint(20, 60), rng.randint(2, 4)
-        pct = rng.choice([10, 20, 25, 40, 50, 60, 75, 80])
-        girls = students * pct // 100
-        if students * pct % 100 == 0 and (students - girls) % k == 0:
-            break
-    s1, _ = _calc(students, "*", pct, "/", 100)
-    s2, boys = _calc(students, "-", girls)
-    s3, in_club = _calc(boys, "/", k)
-    question = (
-        f"There are {students} students in a class. {pct}% of them are girls, and 1/{k} of the "
-        f"boys are in the {club} club. How many boys are in the {club} club?"
-    )
-    lines = [
-        f"There are {s1} girls.",
-        f"There are {s2} boys.",
-        f"The {club} club has {s3} boys.",
-    ]
-    return _problem(question, lines, in_club)
-
-
-def _gifts(rng: random.Random) -> Problem:
-    """Give away a fraction, then receive more (3 steps)."""
-    name, friend = rng.sample(NAMES, 2)
-    treat, k = rng.choice(TREATS), rng.randint(2, 5)
-    have, more = k * rng.randint(3, 20), rng.randint(2, 30)
-    s1, given = _calc(have, "/", k)
-    s2, left = _calc(have, "-", given)
-    s3, total = _calc(left, "+", more)
-    question = (
-        f"{name} has {have} {treat} and gives 1/{k} of them to {friend}. Then {name} buys "
-        f"{more} more {treat}. How many {treat} does {name} have now?"
-    )
-    lines = [
-        f"{name} gives away {s1} {treat}.",
-        f"{name} has {s2} {treat} left.",
-        f"Now {name} has {s3} {treat}.",
-    ]
-    return _problem(question, lines, total)
-
-
-def _fence(rng: random.Random) -> Problem:
-    """Perimeter of a rectangle, then the cost of fencing it (3 steps)."""
-    place = rng.choice(["garden", "yard", "field", "playground", "pen"])
-    length, width, price = rng.randint(5, 40), rng.randint(3, 30), rng.randint(2, 12)
-    s1, half = _calc(length, "+", width)
-    s2, perimeter = _calc(2, "*", half)
-    s3, cost = _calc(perimeter, "*", price)
-    question = (
-        f"A rectangular {place} is {length} meters long and {width} meters wide. Fencing costs "
-        f"${price} per meter. How many dollars does it cost to fence the whole {place}?"
-    )
-    lines = [
-        f"One length and one width add up to {s1} meters.",
-        f"The perimeter is {s2} meters.",
-        f"The fence costs {s3} dollars.",
-    ]
-    return _problem(question, lines, cost)
-
-
-def _tiles(rng: random.Random) -> Problem:
-    """Area of a floor, boxes of tiles, cost (3 steps, exact division)."""
-    room = rng.choice(["kitchen", "bathroom", "hallway", "classroom", "patio"])
-    per_box, length = rng.randint(2, 6), rng.randint(3, 15)
-    width, price = per_box * rng.randint(1, 4), rng.randint(10, 40)  # area divisible by per_box
-    s1, area = _calc(length, "*", width)
-    s2, boxes = _calc(area, "/", per_box)
-    s3, cost = _calc(boxes, "*", price)
-    question = (
-        f"A {room} floor is {length} meters long and {width} meters wide. One box of tiles "
-        f"covers {per_box} square meters and costs ${price}. How many dollars do the tiles cost?"
-    )
-    lines = [
-        f"The floor is {s1} square meters.",
-        f"It needs {s2} boxes of tiles.",
-        f"The tiles cost {s3} dollars.",
-    ]
-    return _problem(question, lines, cost)
-
-
-def _inventory(rng: random.Random) -> Problem:
-    """Stock minus two days of sales plus a delivery (4 steps)."""
-    goods = rng.choice(GOODS)
-    mon, tue = rng.randint(5, 60), rng.randint(5, 60)
-    stock = mon + tue + rng.randint(0, 150)
-    boxes, per_box = rng.randint(2, 9), rng.choice([6, 10, 12, 20, 24])
-    s1, sold = _calc(mon, "+", tue)
-    s2, left = _calc(stock, "-", sold)
-    s3, delivered = _calc(boxes, "*", per_box)
-    s4, total = _calc(left, "+", delivered)
-    question = (
-        f"A store has {stock} {goods}. It sells {mon} on Monday and {tue} on Tuesday. On "
-        f"Wednesday it receives {boxes} boxes with {per_box} {goods} in each. "
-        f"How many {goods} does the store have now?"
-    )
-    lines = [
-        f"The store sells {s1} {goods}.",
-        f"It has {s2} {goods} left.",
-        f"The delivery brings {s3} {goods}.",
-        f"Now the store has {s4} {goods}.",
-    ]
-    return _problem(question, lines, total)
-
-
-def _basketball(rng: random.Random) -> Problem:
-    """Points from two- and three-point shots and free throws (3 steps)."""
-    name = rng.choice(NAMES)
-    twos, threes, free = rng.randint(1, 12), rng.randint(1, 8), rng.randint(1, 10)
-    s1, from_twos = _calc(twos, "*", 2)
-    s2, from_threes = _calc(threes, "*", 3)
-    s3, total = _calc(from_twos, "+", from_threes, "+", free)
-    question = (
-        f"In a basketball game, {name} makes {twos} two-point shots, {threes} three-point shots "
-        f"and {free} free throws worth 1 point each. How many points does {name} score?"
-    )
-    lines = [
-        f"The two-point shots give {s1} points.",
-        f"The three-point shots give {s2} points.",
-        f"{name} scores {s3} points.",
-    ]
-    return _problem(question, lines, total)
-
-
-def _road_trip(rng: random.Random) -> Problem:
-    """Round-trip distance, fuel used, fuel cost (3 steps, exact division)."""
-    name, city = rng.choice(NAMES), rng.choice(["Springfield", "Riverton", "Lakeside", "Hillview"])
-    km_per_liter, price = rng.choice([5, 8, 10, 12, 15, 20]), rng.randint(1, 3)
-    distance = km_per_liter * rng.randint(3, 30)  # round trip divisible by km_per_liter
-    s1, round_trip = _calc(distance, "*", 2)
-    s2, liters = _calc(round_trip, "/", km_per_liter)
-    s3, cost = _calc(liters, "*", price)
-    question = (
-        f"{name} drives to {city}, which is {distance} km away, and back. The car uses 1 liter "
-        f"of fuel every {km_per_liter} km, and fuel costs ${price} per liter. "
-        f"How many dollars does the fuel for the trip cost?"
-    )
-    lines = [
-        f"The round trip is {s1} km.",
-        f"The car uses {s2} liters of fuel.",
-        f"The fuel costs {s3} dollars.",
-    ]
-    return _problem(question, lines, cost)
-
-
-def _reading(rng: random.Random) -> Problem:
-    """Pages read over days, then half the remainder (3 steps)."""
-    name = rng.choice(NAMES)
-    per_day, days = rng.randint(5, 30), rng.randint(2, 7)
-    pages = per_day * days + 2 * rng.randint(5, 80)  # the remainder is even
-    s1, read = _calc(per_day, "*", days)
-    s2, left = _calc(pages, "-", read)
-    s3, last_day = _calc(left, "/", 2)
-    question = (
-        f"A book has {pages} pages. {name} reads {per_day} pages a day for {days} days, and the "
-        f"next day reads half of the remaining pages. How many pages does {name} read that day?"
-    )
-    lines = [
-        f"{name} reads {s1} pages in {days} days.",
-        f"There are {s2} pages left.",
-        f"The next day {name} reads {s3} pages.",
-    ]
-    return _problem(question, lines, last_day)
-
-
-def _party(rng: random.Random) -> Problem:
-    """Tables needed for the guests, flowers per table (2 steps)."""
-    name = rng.choice(NAMES)
-    seats, flowers = rng.choice([4, 6, 8, 10]), rng.randint(2, 9)
-    guests = seats * rng.randint(3, 15)
-    s1, tables = _calc(guests, "/", seats)
-    s2, total = _calc(tables, "*", flowers)
-    question = (
-        f"{name} is planning a party for {guests} guests. Each table seats {seats} guests and "
-        f"gets {flowers} flowers. How many flowers does {name} need?"
-    )
-    lines = [f"{name} needs {s1} tables.", f"{name} needs {s2} flowers."]
-    return _problem(question, lines, total)
-
-
-WORD_TEMPLATES: list[Callable[[random.Random], Problem]] = [
-    _shopping, _speed, _sharing, _ages, _practice_hours, _wages, _recipe, _savings,
-    _percent, _gifts, _fence, _tiles, _inventory, _basketball, _road_trip, _reading, _party,
-]  # fmt: skip
-
-
-def template_names() -> list[str]:
-    """Names of the word templates, for logs and tests.
-
-    >>> template_names()[:2]
-    ['shopping', 'speed']
-    """
-    return [t.__name__.lstrip("_") for t in WORD_TEMPLATES]
-
-
-def word_problem(rng: random.Random) -> Problem:
-    """A GSM8K-style word problem from a uniformly chosen template.
-
-    >>> p = word_problem(random.Random(0))
-    >>> p.question.endswith("?") and "<<" in p.reasoning
-    True
-    """
-    template = rng.choice(WORD_TEMPLATES)  # looked up at call time, so tests can wrap it
-    return template(rng)
 
 
 # -----------------------------------------------------------------------------
@@ -784,7 +323,7 @@ TASKS = ("arithmetic", "word")
 def make_splits(
     task: str, n_train: int, n_test: int, seed: int, **knobs
 ) -> tuple[list[Problem], list[Problem]]:
-    """Leak-free synthetic train/test splits (choice 5).
+    """Leak-free synthetic train/test splits (design: Leak-free splits).
 
     Test is drawn first from its own seed, so it does not change with n_train.
     knobs go to arithmetic_problem (digits=, ops=, ...).
@@ -797,7 +336,9 @@ def make_splits(
         raise ValueError(f"unknown task {task!r}; allowed: {list(TASKS)}")
     if task == "word" and knobs:
         raise ValueError(f"the word task takes no knobs, got {sorted(knobs)}")
-    generate = arithmetic_problem if task == "arithmetic" else word_problem
+    import word_problems  # imported here: word_problems builds on this module's Problem
+
+    generate = arithmetic_problem if task == "arithmetic" else word_problems.word_problem
     draw_test = partial(generate, random.Random(f"{seed}-test"), **knobs)
     draw_train = partial(generate, random.Random(f"{seed}-train"), **knobs)
     seen: set[str] = set()
@@ -836,7 +377,7 @@ def corpus_texts(problems: Iterable[Problem], template: str = "compact") -> Iter
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> Tokenizer:
-    """A byte-level BPE tokenizer in which every digit is its own token (choice 6).
+    """A byte-level BPE tokenizer in which every digit is its own token (design: One token per digit).
 
     Pre-tokenizing with Digits(individual_digits=True) cuts "2082" into
     "2","0","8","2" before BPE runs, and BPE never merges across those cuts.
@@ -951,3 +492,10 @@ def token_spans(tok: Tokenizer, ids: list[int]) -> list[tuple[int, int]]:
         raise ValueError(f"token_spans: the spans' text differs from decode(tok, ids), ids={ids}")
     ends = list(accumulate(map(len, pieces)))
     return list(zip([0] + ends, ends))
+
+
+def tokenize_problems(tok, problems, template: str) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, worked-solution ids + EOS) of every problem: what SFT trains on and what sizes the run."""
+    prompts = tok.encode_batch([format_prompt(p.question, template) for p in problems])
+    worked = tok.encode_batch([format_completion(p) for p in problems])
+    return [e.ids for e in prompts], [e.ids + [EOS_ID] for e in worked]

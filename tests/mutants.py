@@ -1,10 +1,11 @@
 """Break the training loop one line at a time and check that the test suite notices: `python tests/mutants.py`.
 
-Each mutant is one small edit of train.py (or of what it calls) that changes what a run learns: a flag not
-passed on, the wrong tensor, a step skipped. For each, the repository is copied to a temporary folder, the
+Each mutant is one small edit of the training code (train.py and the modules it calls: sft.py, rollouts.py,
+ppo.py, optim.py, checkpoint.py, sample.py, model.py) that changes what a run learns: a flag not passed on,
+the wrong tensor, a step skipped. For each, the repository is copied to a temporary folder, the
 edit applied, and the loop's fast test files run there (`-x`: the first failure is enough). A mutant that no
 test kills is a hole in the tests: the script prints MISSED and exits 1. So does a mutant whose code is no
-longer found (the code moved: update its line here). Not part of `python -m pytest` (about 12 minutes on 2
+longer found (the code moved: update its line here). Not part of `python -m pytest` (about 16 minutes on 2
 cores); run it after changing the loop or its tests.
 
     python tests/mutants.py                       # every mutant against the default test files
@@ -22,82 +23,83 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = ["tests/test_updates.py", "tests/test_train_loop.py", "tests/test_train_grpo.py", "tests/test_ppo.py",
          "tests/test_rollouts.py", "tests/test_train.py", "tests/test_model.py"]
-T = "train.py"
+T, S, R, P, O, C, E, M = "train.py", "sft.py", "rollouts.py", "ppo.py", "optim.py", "checkpoint.py", "sample.py", "model.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
  # SFT loop
- ("sft: loss mask from pos 0", T, "        mask[row, n_prompt - 1:len(s) - 1] = True", "        mask[row, 0:len(s) - 1] = True"),
- ("sft: no zero_grad", T, "    optimizer.zero_grad(set_to_none=True)\n    loss.backward()\n    return loss.item(), clip_and_step", "    loss.backward()\n    return loss.item(), clip_and_step"),
- ("sft: lr not applied", T, "            set_lr(optimizer, lr)\n            idx", "            idx"),
- ("sft: same batch every step", T, "idx = sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_grouping)", "idx = sft_batch_indices(lengths, cfg.batch_size, 0, cfg.seed, cfg.length_grouping)"),
- ("sft: grad clip off", T, "loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device)", "loss, grad_norm = sft_step(model, optimizer, x, y, mask, 0.0, run.device)"),
- ("sft: direct frac ignored", T, "        examples = sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)", "        examples = sft_examples(train, prompts, worked, tok, cfg.max_seq_len, 0.0, cfg.seed)"),
- ("sft: weight decay on all", T, "    decay = [p for p in model.parameters() if p.dim() >= 2]", "    decay = [p for p in model.parameters()]"),
- ("sft: lr warmup off", T, "    if step < cfg.warmup_steps:\n        return cfg.lr * (step + 1) / cfg.warmup_steps", "    if False:\n        return cfg.lr"),
+ ("sft: loss mask from pos 0", S, "        mask[row, n_prompt - 1:len(s) - 1] = True", "        mask[row, 0:len(s) - 1] = True"),
+ ("sft: no zero_grad", S, "    optimizer.zero_grad(set_to_none=True)\n    loss.backward()\n    return loss.item(), clip_and_step", "    loss.backward()\n    return loss.item(), clip_and_step"),
+ ("sft: lr not applied", S, "            set_lr(optimizer, lr)\n            x, y, mask", "            x, y, mask"),
+ ("sft: same batch every step", S, "sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed,", "sft_batch_indices(lengths, cfg.batch_size, 0, cfg.seed,"),
+ ("sft: grad clip off", S, "loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device)", "loss, grad_norm = sft_step(model, optimizer, x, y, mask, 0.0, run.device)"),
+ ("sft: direct frac ignored", T, "sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac,", "sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, 0.0,"),
+ ("sft: weight decay on all", O, "    decay = [p for p in model.parameters() if p.dim() >= 2]", "    decay = [p for p in model.parameters()]"),
+ ("sft: lr warmup off", O, "    if step < warmup_steps:\n        return lr * (step + 1) / warmup_steps", "    if False:\n        return lr"),
  # rollouts and rewards
- ("roll: temperature ignored in sampling", T, "roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,", "roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=1.0,"),
- ("roll: top_p ignored", T, "top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator,", "top_p=None, generator=generator,"),
- ("roll: golds not repeated G", T, "    golds = [p.answer for p in problems for _ in range(G)]", "    golds = [p.answer for _ in range(G) for p in problems]"),
- ("roll: overlong length wrong", T, "    weights, lengths = reward_weights(cfg), roll.mask.sum(-1).tolist()", "    weights, lengths = reward_weights(cfg), (roll.mask.sum(-1) - 1).tolist()"),
- ("roll: correct from reward", T, '    c = [float(p["accuracy"] == 1.0) for p in parts]', '    c = [float(p["format"] == 1.0) for p in parts]'),
- ("reward: wrong value ignored", T, "                                 accuracy_wrong=cfg.reward_wrong)", "                                 accuracy_wrong=0.0)"),
- ("reward: format weight ignored", T, "    return rewards.RewardWeights(accuracy=cfg.reward_accuracy, format=cfg.reward_format,", "    return rewards.RewardWeights(accuracy=cfg.reward_accuracy, format=1.0,"),
+ ("roll: temperature ignored in sampling", R, "roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,", "roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=1.0,"),
+ ("roll: top_p ignored", R, "top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator,", "top_p=None, generator=generator,"),
+ ("roll: golds not repeated G", R, "    golds = [p.answer for p in problems for _ in range(G)]", "    golds = [p.answer for _ in range(G) for p in problems]"),
+ ("roll: overlong length wrong", R, "    weights, lengths = reward_weights(cfg), roll.mask.sum(-1).tolist()", "    weights, lengths = reward_weights(cfg), (roll.mask.sum(-1) - 1).tolist()"),
+ ("roll: correct from reward", R, '    c = [float(p["accuracy"] == 1.0) for p in parts]', '    c = [float(p["format"] == 1.0) for p in parts]'),
+ ("reward: wrong value ignored", R, "                                 accuracy_wrong=cfg.reward_wrong)", "                                 accuracy_wrong=0.0)"),
+ ("reward: format weight ignored", R, "    return rewards.RewardWeights(accuracy=cfg.reward_accuracy, format=cfg.reward_format,", "    return rewards.RewardWeights(accuracy=cfg.reward_accuracy, format=1.0,"),
  # advantages
- ("adv: scale ignored", T, "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)", "        A = grpo.group_advantages(roll.rewards, 'group', cfg.std_ddof)  # (B, G)"),
- ("adv: ddof ignored", T, "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)", "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, 0)  # (B, G)"),
- ("adv: process last_step always", T, '            if cfg.process_outcome == "last_step":', '            if True:'),
- ("adv: process end off by one", T, "            step_end.append([rewards.char_to_token_index(s.end - 1, spans) for s in steps])", "            step_end.append([rewards.char_to_token_index(s.start, spans) for s in steps])"),
+ ("adv: scale ignored", R, "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)", "        A = grpo.group_advantages(roll.rewards, 'group', cfg.std_ddof)  # (B, G)"),
+ ("adv: ddof ignored", R, "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)", "        A = grpo.group_advantages(roll.rewards, cfg.adv_scale, 0)  # (B, G)"),
+ ("adv: process last_step always", R, '            if cfg.process_outcome == "last_step":', '            if True:'),
+ ("adv: process end off by one", R, "            step_end.append([rewards.char_to_token_index(s.end - 1, spans) for s in steps])", "            step_end.append([rewards.char_to_token_index(s.start, spans) for s in steps])"),
  # update
- ("upd: overlong filter not in loss mask", T, "                  grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter))", "                  mask)"),
- ("upd: ref logprobs temp 1", T, "            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, cfg.temperature), cfg.forward_chunk)", "            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, 1.0), cfg.forward_chunk)"),
- ("upd: policy logprobs temp 1", T, "            logp = batch.logprobs(models.policy, part, cfg.temperature)  # log pi_theta, with gradient", "            logp = batch.logprobs(models.policy, part, 1.0)  # log pi_theta, with gradient"),
- ("upd: old_logp never computed", T, "    batch = rollout_batch(policy, ref, roll, cfg, device, need_old=not single)", "    batch = rollout_batch(policy, ref, roll, cfg, device, need_old=False)"),
+ ("upd: overlong filter not in loss mask", R, "                  grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter))", "                  mask)"),
+ ("upd: ref logprobs temp 1", R, "            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, cfg.temperature), cfg.forward_chunk)", "            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, 1.0), cfg.forward_chunk)"),
+ ("upd: policy logprobs temp 1", T, "logp = batch.logprobs(models.policy, part, cfg.temperature)  # log pi_theta, with gradient", "logp = batch.logprobs(models.policy, part, 1.0)  # log pi_theta, with gradient"),
+ ("upd: old_logp never computed", T, "    batch = rollouts.rollout_batch(models.policy, models.ref, roll, cfg, device, need_old=not single)", "    batch = rollouts.rollout_batch(models.policy, models.ref, roll, cfg, device, need_old=False)"),
  ("upd: eps_high ignored", T, "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,", "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_low, cfg.agg,"),
  ("upd: agg ignored", T, "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,", "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, 'seq_mean',"),
- ("upd: kl coef 0", T, "                                                       cfg.kl_coef, cfg.clip_eps_low", "                                                       0.0, cfg.clip_eps_low"),
- ("upd: mu 1", T, "    for _ in range(cfg.mu):  # for GRPO iteration = 1..mu", "    for _ in range(1):"),
- ("upd: one minibatch", T, "        for rows in minibatches(N, cfg.minibatches, generator):", "        for rows in minibatches(N, 1, generator):"),
- ("upd: micro weight 1", T, "        (w * loss).backward()", "        loss.backward()"),
- ("upd: no zero_grad in accumulate", T, "    optimizer.zero_grad(set_to_none=True)\n    total, parts = 0.0, []", "    total, parts = 0.0, []"),
- ("upd: grad clip ignored rl", T, "            loss, parts, norm = accumulate(models.policy, models.optimizer, rows, cfg.micro_batch, policy_part,\n                                           weight, cfg.grad_clip)", "            loss, parts, norm = accumulate(models.policy, models.optimizer, rows, cfg.micro_batch, policy_part,\n                                           weight, 0.0)"),
- ("upd: adv rows wrong", T, "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,\n                                                       cfg.max_new_tokens)", "cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg,\n                                                       cfg.max_new_tokens) if False else grpo.grpo_loss(logp, old, ref_logp(rows), adv[rows].flip(0), batch.loss_mask[rows], cfg.kl_coef, cfg.clip_eps_low, cfg.clip_eps_high, cfg.agg, cfg.max_new_tokens)"),
+ ("upd: kl coef 0", T, "                                                  cfg.kl_coef, cfg.clip_eps_low", "                                                  0.0, cfg.clip_eps_low"),
+ ("upd: mu 1", T, "    for _ in range(cfg.mu):  # for GRPO iteration = 1, ..., mu", "    for _ in range(1):"),
+ ("upd: one minibatch", T, "        for rows in rollouts.minibatches(batch.ids.size(0), cfg.minibatches, generator):", "        for rows in rollouts.minibatches(batch.ids.size(0), 1, generator):"),
+ ("upd: micro weight 1", T, "                (weight * loss).backward()", "                loss.backward()"),
+ ("upd: no zero_grad in accumulate", T, "            models.optimizer.zero_grad(set_to_none=True)\n            parts, total, entropy", "            parts, total, entropy"),
+ ("upd: grad clip ignored rl", T, "clip_and_step(models.policy, models.optimizer,\n" + " " * 81 + "cfg.grad_clip),", "clip_and_step(models.policy, models.optimizer,\n" + " " * 81 + "0.0),"),
+ ("upd: adv rows wrong", T, "grpo.grpo_loss(logp, old, ref_logp(rows), adv[rows], batch.loss_mask[rows],", "grpo.grpo_loss(logp, old, ref_logp(rows), adv[rows].flip(0), batch.loss_mask[rows],"),
  # ppo
- ("ppo: kl reward from ref", T, "    token_rewards = grpo.ppo_token_rewards(score, batch.old_logp, ref_logp, batch.mask, cfg.kl_coef)  # r_t", "    token_rewards = grpo.ppo_token_rewards(score, batch.old_logp, ref_logp, batch.mask, 0.0)  # r_t"),
- ("ppo: lam ignored", T, "    adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.lam)", "    adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.gamma)"),
- ("ppo: no whitening", T, "    if cfg.whiten_adv:\n        adv = grpo.whiten", "    if False:\n        adv = grpo.whiten"),
- ("ppo: value clip off", T, "                                                      cfg.value_clip or None)", "                                                      None)"),
- ("ppo: vf_coef ignored", T, "            return cfg.vf_coef * v_loss, {\"value_loss\": v_loss.item()}", "            return v_loss, {\"value_loss\": v_loss.item()}"),
- ("ppo: critic not stepped", T, "            if critic_loss is not None:  # the value loss is a token mean (grpo.value_loss)", "            if False:"),
+ ("ppo: kl reward from ref", P, "    token_rewards = grpo.ppo_token_rewards(score, batch.old_logp, ref_logp, batch.mask, cfg.kl_coef)  # r_t", "    token_rewards = grpo.ppo_token_rewards(score, batch.old_logp, ref_logp, batch.mask, 0.0)  # r_t"),
+ ("ppo: lam ignored", P, "    adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.lam)", "    adv, returns = grpo.gae(token_rewards, old_values, batch.mask, cfg.gamma, cfg.gamma)"),
+ ("ppo: no whitening", P, "    if cfg.whiten_adv:\n        adv = grpo.whiten", "    if False:\n        adv = grpo.whiten"),
+ ("ppo: value clip off", P, "                                                      cfg.value_clip or None)", "                                                      None)"),
+ ("ppo: vf_coef ignored", P, "        scaled = cfg.vf_coef * v_loss", "        scaled = v_loss"),
+ ("ppo: critic not stepped", T, "            if critic_loss is not None:  # PPO: then one step of the critic on the same minibatch", "            if False:"),
+ ("ppo: critic gradients never zeroed", P, "    models.critic_optimizer.zero_grad(set_to_none=True)\n", "\n"),
  # loop
- ("loop: rl rng step 0", T, 'rng, generator = step_rng(cfg.seed, "rl", step), step_generator(cfg.seed, "rl", step, run.device)', 'rng, generator = step_rng(cfg.seed, "rl", 0), step_generator(cfg.seed, "rl", 0, run.device)'),
+ ("loop: rl rng step 0", T, 'rng, generator = step_rng(cfg.seed, "rl", step), step_generator(cfg.seed, "rl", step, device)', 'rng, generator = step_rng(cfg.seed, "rl", 0), step_generator(cfg.seed, "rl", 0, device)'),
  ("loop: ref never reset", T, "        models.ref.load_state_dict(models.policy.state_dict())\n", "        pass\n"),
- ("loop: rl warmup off", T, "    lr = cfg.rl_lr * warm_up\n", "    lr = cfg.rl_lr\n"),
- ("loop: dyn sampling off", T, "    if not cfg.dynamic_sampling:\n        return first, first", "    if True:\n        return first, first"),
+ ("loop: rl warmup off", T, "    lr = cfg.rl_lr * rl_lr_scale(step, cfg.rl_warmup_steps)\n", "    lr = cfg.rl_lr\n"),
+ ("loop: dyn sampling off", R, "    if not cfg.dynamic_sampling:\n        return first, first", "    if True:\n        return first, first"),
  # evaluation
- ("eval: k ignored", T, "    k = cfg.pass_k\n", "    k = 2\n"),
- ("eval: eval temperature ignored", T, "                         cfg.max_new_tokens, temperature=cfg.eval_temperature, top_p=cfg.eval_top_p,", "                         cfg.max_new_tokens, temperature=1.0, top_p=cfg.eval_top_p,"),
- ("eval: cons from first sample", T, "        votes = [grpo.majority_vote(values[i * k:(i + 1) * k]) for i in range(len(problems))]", "        votes = [values[i * k] for i in range(len(problems))]"),
- ("eval: decode keeps EOS", "sample.py", "    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID])", "    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m])"),
- ("gen: mask after EOS", "model.py", "        alive = alive & (tok != eos_id)", "        alive = alive"),
- ("adv: step ends by per-token decoding", T, "            spans = tasks.token_spans(tok, ids)  # each token's characters in that text",
+ ("eval: k ignored", E, "    k = pass_k\n", "    k = 2\n"),
+ ("eval: eval temperature ignored", E, "                         temperature=temperature, top_p=top_p, generator=generator,", "                         temperature=1.0, top_p=top_p, generator=generator,"),
+ ("eval: cons from first sample", E, "        votes = [grpo.majority_vote(values[i * k:(i + 1) * k]) for i in range(len(problems))]", "        votes = [values[i * k] for i in range(len(problems))]"),
+ ("eval: decode keeps EOS", E, "    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID])", "    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m])"),
+ ("gen: mask after EOS", M, "        alive = alive & (tok != eos_id)", "        alive = alive"),
+ ("adv: step ends by per-token decoding", R, "            spans = tasks.token_spans(tok, ids)  # each token's characters in that text",
   "            spans = [(sum(len(tasks.decode(tok, [t])) for t in ids[:k]), sum(len(tasks.decode(tok, [t])) for t in "
   "ids[:k + 1])) for k in range(len(ids))]"),
- ("loop: dynamic sampling on correctness", T, "    parts, keep = [first], [grpo.dynamic_sampling_filter(first.rewards)]",
+ ("loop: dynamic sampling on correctness", R, "    parts, keep = [first], [grpo.dynamic_sampling_filter(first.rewards)]",
   "    parts, keep = [first], [grpo.dynamic_sampling_filter(first.correct)]"),
- ("loop: the language reward not passed on", T, "overlong=cfg.reward_overlong, language=cfg.reward_language,",
+ ("loop: the language reward not passed on", R, "overlong=cfg.reward_overlong, language=cfg.reward_language,",
   "overlong=cfg.reward_overlong,"),
  # resuming (tests/test_resume.py runs real processes: slower)
- ("resume: metrics.jsonl not cut back", T, "            f.truncate(keep_bytes)", "            pass", ["tests/test_resume.py"]),
- ("resume: SFT optimizer not restored", T, '        checkpoint.restore_optimizer(point, "optimizer", optimizer)\n', "\n",
+ ("resume: metrics.jsonl not cut back", C, "            f.truncate(keep_bytes)", "            pass", ["tests/test_resume.py"]),
+ ("resume: SFT optimizer not restored", S, '        checkpoint.restore_optimizer(point, "optimizer", optimizer)\n', "\n",
   ["tests/test_resume.py"]),
- ("resume: interrupted evaluation not rerun", T, "        if point.evaluate:  # the kill came before this step's evaluation was logged",
+ ("resume: interrupted evaluation not rerun", S, "        if point.evaluate:  # the kill came before this step's evaluation was logged",
   "        if False:", ["tests/test_resume.py"]),
- ("resume: only the policy restored in RL", T, "            checkpoint.restore_model(point, name, model)",
-  "            checkpoint.restore_model(point, name, model) if name == 'policy' else None", ["tests/test_resume.py"]),
+ ("resume: only the policy restored in RL", T, "        checkpoint.restore_model(point, name, model)",
+  "        checkpoint.restore_model(point, name, model) if name == 'policy' else None", ["tests/test_resume.py"]),
  ("resume: evaluate before saving", T, "                save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)  # save, then evaluate\n"
-  "                evaluate(step + 1)", "                evaluate(step + 1)\n                save(step + 1, evaluate=True, "
-  "done=step + 1 == cfg.rl_steps)", ["tests/test_resume.py"]),
+  "                evaluate_rl(policy, held_out, run, step + 1)", "                evaluate_rl(policy, held_out, run, step + 1)\n"
+  "                save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)", ["tests/test_resume.py"]),
 ]
 
 

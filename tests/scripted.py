@@ -48,6 +48,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import rollouts
 import tasks  # noqa: E402
 from model import ModelConfig, Transformer  # noqa: E402
 
@@ -180,7 +181,7 @@ def completion_ids(tok, completion, eos: bool = True) -> list[int]:
 def scripted_policy(tok, scripts: dict[str, list], template: str = "compact", eos: bool = True,
                     margin: float = MARGIN, max_seq_len: int = 256) -> ScriptedPolicy:
     """A ScriptedPolicy from texts: {question: [completion, ...]}. Each question's prompt is
-    tasks.encode(tok, tasks.format_prompt(question, template)), as train.sample_groups and sample.complete build
+    tasks.encode(tok, tasks.format_prompt(question, template)), as rollouts.sample_groups and sample.complete build
     it; each completion is tasks.encode(tok, text) + [EOS] (no EOS for a NoEOS text, or for all with eos=False;
     a list of ids is used as given)."""
     return ScriptedPolicy(

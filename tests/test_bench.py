@@ -1,6 +1,8 @@
 """The benchmark scripts run end to end on tiny sizes (their numbers are for the README, not for tests)."""
 
 import bench
+import rollouts
+import config
 
 
 def test_sampling_benchmark_reports_equal_tokens_and_a_speed_up(capsys):
@@ -111,11 +113,11 @@ def test_each_named_variant_is_what_its_paper_writes():
     no std and a constant normaliser; process supervision is DeepSeekMath 4.1.3's step rewards alone."""
     import rewards
     import train
-    cfg = {name: train.parse_config(flags) for name, flags in bench.VARIANTS.items()}
+    cfg = {name: config.parse_config(flags) for name, flags in bench.VARIANTS.items()}
     dapo = cfg["dapo"]
     assert (dapo.clip_eps_low, dapo.clip_eps_high, dapo.agg, dapo.kl_coef) == (0.2, 0.28, "token_mean", 0.0)
     assert dapo.dynamic_sampling and dapo.overlong_filter
-    weights = train.reward_weights(dapo)
+    weights = rollouts.reward_weights(dapo)
     right = " <think> 2+3 = <<2+3=5>>5 </think> <answer> 5 </answer>"
     total = lambda text, length: rewards.total_reward(text, "5", weights, length, 96, dapo.overlong_cache)
     # +1 right, -1 wrong, whatever the format; -1 more for a completion at the generation budget (L_max = 96)
@@ -126,4 +128,4 @@ def test_each_named_variant_is_what_its_paper_writes():
     assert (dr.adv_scale, dr.agg, dr.kl_coef) == ("none", "constant", 0.0)
     process = cfg["process"]
     assert (process.supervision, process.process_outcome) == ("process", "none")
-    assert cfg["grpo"] == train.parse_config([])  # DeepSeekMath's GRPO is the default
+    assert cfg["grpo"] == config.parse_config([])  # DeepSeekMath's GRPO is the default

@@ -586,7 +586,7 @@ def test_with_beta_zero_the_clipped_tokens_of_the_grpo_loss_get_exactly_zero_gra
 
 
 def test_the_reference_log_probs_get_no_gradient_from_the_grpo_loss_even_if_passed_with_requires_grad():
-    # choice 5: ref_logp carries no gradient (pi_ref is frozen). A ref_logp that still has a graph (a caller who
+    # (design: k3 via expm1) ref_logp carries no gradient (pi_ref is frozen). A ref_logp that still has a graph (a caller who
     # forgot no_grad) must neither receive a gradient nor change the policy's.
     logp, old_logp, ref_logp = _logps(CLIP_RHO, CLIP_R)
     ref_leaf = ref_logp.clone().requires_grad_()

@@ -18,6 +18,8 @@ import train
 from model import Critic, left_pad, load_checkpoint, load_critic, save_checkpoint
 from test_grpo import PAD, PROMPTS, rollout, tiny
 from test_train_grpo import RIGHT, WRONG, rollouts_of, tiny_model, tok  # noqa: F401 (tok is a pytest fixture)
+import rollouts
+import config
 
 F64 = torch.float64
 
@@ -128,12 +130,12 @@ def test_the_critic_starts_from_the_policys_weights_with_a_zero_head_and_shares_
 
 def test_the_rl_stage_holds_a_critic_copied_from_the_sft_policy_only_with_ppo():
     policy = tiny()
-    ppo = train.make_rl_models(policy, train.TrainConfig(rl="ppo", critic_lr=1e-3))
+    ppo = train.make_rl_models(policy, config.TrainConfig(rl="ppo", critic_lr=1e-3))
     assert torch.equal(ppo.critic.trunk.tok_emb.weight, policy.tok_emb.weight)
     assert (ppo.critic.value_head.weight == 0).all() and (ppo.critic.value_head.bias == 0).all()
     assert ppo.critic_optimizer.param_groups[0]["lr"] == 1e-3 and ppo.ref is not policy
     assert not any(p.requires_grad for p in ppo.ref.parameters())
-    grpo_models = train.make_rl_models(policy, train.TrainConfig(rl="grpo"))
+    grpo_models = train.make_rl_models(policy, config.TrainConfig(rl="grpo"))
     assert grpo_models.critic is None and grpo_models.critic_optimizer is None
 
 
@@ -150,11 +152,11 @@ def test_a_saved_critic_loads_with_the_same_values_and_is_not_mistaken_for_a_pol
 # ----------------------------------------------------------------------------- the PPO update
 
 
-def ppo_rollouts(policy, scores: list[float]) -> train.Rollouts:
+def ppo_rollouts(policy, scores: list[float]) -> rollouts.Rollouts:
     """policy's samples for test_grpo's PROMPTS (3 questions x G = 2, rows interleaved), with the given scores."""
     roll = rollout(policy, PROMPTS)
     n = len(PROMPTS)
-    return train.Rollouts(problems=[None] * 3, prompts=PROMPTS, ids=roll.ids, mask=roll.mask, truncated=roll.truncated,
+    return rollouts.Rollouts(problems=[None] * 3, prompts=PROMPTS, ids=roll.ids, mask=roll.mask, truncated=roll.truncated,
                           texts=[""] * n, rewards=torch.tensor(scores, dtype=F64).view(3, 2),
                           correct=torch.zeros(3, 2))
 
@@ -166,7 +168,7 @@ def test_with_a_constant_value_and_one_update_the_ppo_gradient_is_reinforce_with
     roll = ppo_rollouts(policy, scores)
     critic = Critic.from_policy(policy)
     torch.nn.init.constant_(critic.value_head.bias, b)  # zero weight: V(s) = b in every state
-    cfg = train.TrainConfig(rl="ppo", mu=1, minibatches=1, kl_coef=beta, gamma=1.0, lam=1.0, whiten_adv=False,
+    cfg = config.TrainConfig(rl="ppo", mu=1, minibatches=1, kl_coef=beta, gamma=1.0, lam=1.0, whiten_adv=False,
                             grad_clip=0.0, max_new_tokens=8)
     # SGD with lr 1: the policy's parameters move by exactly minus the gradient of the PPO policy loss
     models = train.RLModels(policy, ref, torch.optim.SGD(policy.parameters(), lr=1.0), critic,
@@ -200,7 +202,7 @@ def test_with_a_constant_value_and_one_update_the_ppo_gradient_is_reinforce_with
 def test_one_ppo_update_raises_the_right_answer_against_the_wrong_one_and_lowers_the_value_loss(tok):
     roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)  # rewards: right 2 (accuracy + format), wrong 1
     policy = tiny_model(tok.get_vocab_size())
-    cfg = train.TrainConfig(rl="ppo", rl_lr=1e-2, critic_lr=1e-2)
+    cfg = config.TrainConfig(rl="ppo", rl_lr=1e-2, critic_lr=1e-2)
     models = train.make_rl_models(policy, cfg)
     ids, valid = left_pad(roll.prompts, 0, "cpu")
     seq_logp = lambda: grpo.masked_sum(grpo.completion_logprobs(policy, ids, valid, roll.ids, roll.mask).detach(),
@@ -241,16 +243,16 @@ def test_one_ppo_update_raises_the_right_answer_against_the_wrong_one_and_lowers
     (["--rl", "grpo", "--whiten_adv", "false"], "--whiten_adv", "no effect here: it acts only with --rl ppo")])
 def test_bad_ppo_flags_are_errors_that_name_the_flag_and_the_allowed_values(argv, flag, words, capsys):
     with pytest.raises(SystemExit):
-        train.parse_config(argv)
+        config.parse_config(argv)
     err = capsys.readouterr().err
     assert flag in err and words in err
 
 
 def test_ppo_flags_parse_and_grpo_only_flags_pass_with_grpo():
-    cfg = train.parse_config(["--rl", "ppo", "--gamma", "0.99", "--lam", "0.95", "--whiten_adv", "false",
+    cfg = config.parse_config(["--rl", "ppo", "--gamma", "0.99", "--lam", "0.95", "--whiten_adv", "false",
                               "--value_clip", "0", "--critic_lr", "1e-3"])
     assert (cfg.gamma, cfg.lam, cfg.whiten_adv, cfg.value_clip, cfg.critic_lr) == (0.99, 0.95, False, 0.0, 1e-3)
-    assert train.parse_config(["--rl", "grpo", "--dynamic_sampling", "true"]).dynamic_sampling
+    assert config.parse_config(["--rl", "grpo", "--dynamic_sampling", "true"]).dynamic_sampling
 
 
 PPO_FIELDS = ("reward", "accuracy", "reward_std", "zero_std_frac", "length", "truncated_frac", "kl", "kl_k1",
@@ -272,7 +274,7 @@ def test_smoke_pipeline_with_ppo_logs_every_field_the_time_split_and_the_memory(
         for key in PPO_FIELDS + TIME_SPLIT + ("step_s",):
             assert math.isfinite(r[key]), key
         assert sum(r[k] for k in TIME_SPLIT) <= r["step_s"] + 0.02  # the parts are disjoint pieces of the step
-        # explained variance is NaN only when every return is equal (grpo.py choice 15)
+        # explained variance is NaN only when every return is equal (design: Explained variance)
         assert math.isfinite(r["explained_var"]) or r["return_std"] == 0
     assert any(math.isfinite(r["explained_var"]) for r in steps)
     evals = [r for r in records if r["stage"] == "ppo" and "eval_pass_at_1" in r]

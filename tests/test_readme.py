@@ -1,4 +1,4 @@
-"""Every command README.md lists runs, at a tiny size, so that a README command that breaks fails here.
+"""Every command README.md and docs/*.md list runs, at a tiny size, so that a listed command that breaks fails here.
 
 The commands are READ from README.md's ```bash / ```sh / ```console blocks (`readme_commands`), never copied,
 so a command added to the README is tested without touching this file. Each `python train.py / sample.py /
@@ -38,6 +38,7 @@ import torch
 
 import bench
 import sample
+import config
 import tasks
 import train
 
@@ -52,7 +53,8 @@ PROGRAMS = ("python", "pip")
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:
-    line: int  # README line where the command starts
+    source: str  # the Markdown file that lists it: README.md or docs/....md
+    line: int  # its line there, where the command starts
     argv: tuple[str, ...]  # shell words, comments dropped: ("python", "train.py", "--rl", "ppo", ...)
 
     @property
@@ -69,11 +71,12 @@ class Command:
         return " ".join(self.argv[1:3]) if self.argv[1] == "-m" else self.argv[1]
 
 
-def readme_commands(text: str, programs: tuple[str, ...] = PROGRAMS) -> list[Command]:
+def readme_commands(text: str, programs: tuple[str, ...] = PROGRAMS, source: str = "README.md",
+                    seen: set | None = None) -> list[Command]:
     """The commands of the shell code blocks (```bash, ```sh, ```shell, ```console) of a Markdown text that start
     with one of `programs`: backslash-continued lines joined, `# comments` dropped (shell rules: a # inside quotes
     stays), a console `$ ` prompt dropped. In order; a command listed twice is kept once, at its first line."""
-    commands, seen = [], set()
+    commands, seen = [], set() if seen is None else seen
     fence, pending, start = None, "", 0
     for no, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
@@ -97,11 +100,14 @@ def readme_commands(text: str, programs: tuple[str, ...] = PROGRAMS) -> list[Com
         words = shlex.split(joined, comments=True)
         if len(words) > 1 and tuple(words) not in seen:
             seen.add(tuple(words))
-            commands.append(Command(start, tuple(words)))
+            commands.append(Command(source, start, tuple(words)))
     return commands
 
 
-COMMANDS = readme_commands(README.read_text(encoding="utf-8"))
+DOCS = [README] + sorted((REPO / "docs").glob("*.md"))  # the README first: the docs' commands may read its runs
+_SEEN: set = set()
+COMMANDS = [c for doc in DOCS for c in readme_commands(doc.read_text(encoding="utf-8"), PROGRAMS,
+                                                       str(doc.relative_to(REPO)), _SEEN)]
 PYTHON = [c for c in COMMANDS if c.argv[0] == "python"]
 TRAIN = [c for c in PYTHON if c.program == "train.py"]
 
@@ -271,13 +277,13 @@ def sets(argv: list[str], flag: str) -> bool:
     return last_value(argv, flag) is not None
 
 
-def loose_config(argv: list[str]) -> train.TrainConfig:
-    """The TrainConfig train.parse_config reads from argv (presets, defaults, later flags winning), without
+def loose_config(argv: list[str]) -> config.TrainConfig:
+    """The TrainConfig config.parse_config reads from argv (presets, defaults, later flags winning), without
     check_config: for what a command writes and which budget flags act in it, before its inputs exist."""
     err = io.StringIO()
     try:
-        with mock.patch.object(train, "check_config"), contextlib.redirect_stderr(err):
-            return train.parse_config(argv)
+        with mock.patch.object(config, "check_config"), contextlib.redirect_stderr(err):
+            return config.parse_config(argv)
     except SystemExit:
         pytest.fail(f"train.py cannot parse {shlex.join(argv)}:\n{err.getvalue()}", pytrace=False)
 
@@ -365,7 +371,7 @@ class Workspace:
         for i, word in enumerate(out[1:], start=1):
             if PLACEHOLDER.match(word) and out[i - 1].startswith("--"):
                 if out[i - 1] not in fixtures:
-                    pytest.fail(f"README line {c.line}: `{c.text}`: no fixture for the placeholder {word} after "
+                    pytest.fail(f"{c.source}:{c.line}: `{c.text}`: no fixture for the placeholder {word} after "
                                 f"{out[i - 1]} (tests/test_readme.py Workspace.substitute)", pytrace=False)
                 out[i] = fixtures[out[i - 1]]
         return out
@@ -376,7 +382,7 @@ class Workspace:
         earlier = [m for m in makers if m.line < c.line]
         if not earlier:
             later = "; only later ones do: " + ", ".join(f"line {m.line} `{m.text}`" for m in makers) if makers else ""
-            pytest.fail(f"README line {c.line}: `{c.text}` reads {path}, which no earlier README command "
+            pytest.fail(f"{c.source}:{c.line}: `{c.text}` reads {path}, which no earlier README command "
                         f"creates{later}. List the command that makes it before this one, or read a path an "
                         "earlier command writes.", pytrace=False)
         return earlier[0]
@@ -395,7 +401,7 @@ class Workspace:
         if c not in self.ran:
             args = self.substitute(c, c.args)
             self.provide_inputs(c, args, self.shared)
-            self.ran[c] = run_main(train.main, tiny_train_argv(args), self.shared, f"README line {c.line}: {c.text}")
+            self.ran[c] = run_main(train.main, tiny_train_argv(args), self.shared, f"{c.source}:{c.line}: {c.text}")
         return self.ran[c]
 
 
@@ -431,7 +437,7 @@ OWN_SIZE_KEYS = ("n_layer", "n_embd")
 
 def own_model_size(args: list[str]) -> bool:
     preset = last_value(args, "--preset") or "default"
-    return any(sets(args, f"--{k}") or k in train.PRESETS.get(preset, {}) for k in OWN_SIZE_KEYS)
+    return any(sets(args, f"--{k}") or k in config.PRESETS.get(preset, {}) for k in OWN_SIZE_KEYS)
 
 
 def tiny_train_flags(args: list[str], skip: tuple[str, ...] = ()) -> list[str]:
@@ -447,7 +453,7 @@ def tiny_train_flags(args: list[str], skip: tuple[str, ...] = ()) -> list[str]:
     cfg = loose_config(args + [str(w) for kv in flags.items() for w in kv])
     for flag in list(flags):
         name = flag[2:]
-        if name in train.ONLY_WITH and not train.ONLY_WITH[name][0](cfg):
+        if name in config.ONLY_WITH and not config.ONLY_WITH[name][0](cfg):
             del flags[flag]
     # --minibatches k splits a step's prompts_per_step x group_size completions k ways: keep enough of them
     if cfg.minibatches > cfg.prompts_per_step * cfg.group_size:
@@ -508,7 +514,7 @@ def tiny_bench_argv(args: list[str]) -> list[str]:
     return head + (["--", *train_args] if train_args else [])
 
 
-def assert_tiny(cfg: train.TrainConfig, own_size: bool) -> None:
+def assert_tiny(cfg: config.TrainConfig, own_size: bool) -> None:
     """What keeps this file fast, checked on every train.py run it makes (no timing assertion: the sizes)."""
     budget = OWN_SIZE_BUDGET if own_size else TRAIN_BUDGET
     for flag, cap in budget.items():
@@ -535,7 +541,7 @@ def run_train_command(c: Command, ws: Workspace, folder: Path) -> int:
         ran, folder = ws.ran[c], ws.shared
     else:
         ws.provide_inputs(c, args, folder)
-        ran = run_main(train.main, argv, folder, f"README line {c.line}: {c.text}")
+        ran = run_main(train.main, argv, folder, f"{c.source}:{c.line}: {c.text}")
     record, out_dir = ran.result, folder / cfg.out_dir
     assert isinstance(record, dict) and record["stage"] == "final", ran.out[-2000:]
     lengths = re.search(r"lengths: longest prompt (\d+) tokens, longest worked solution (\d+); max_new_tokens (\d+), "
@@ -571,7 +577,7 @@ def run_sample_command(c: Command, ws: Workspace, folder: Path) -> None:
     args = ws.substitute(c, c.args)
     ws.provide_inputs(c, args, folder)
     argv = tiny_sample_argv(args)
-    ran = run_main(sample.main, argv, folder, f"README line {c.line}: {c.text}")
+    ran = run_main(sample.main, argv, folder, f"{c.source}:{c.line}: {c.text}")
     path = positional(args)
     expected = path if (folder / path / "model.safetensors").is_file() else next(
         os.path.join(path, s) for s in ("grpo", "ppo", "sft") if (folder / path / s / "model.safetensors").is_file())
@@ -599,7 +605,7 @@ def run_bench_command(c: Command, ws: Workspace, folder: Path) -> None:
     args = ws.substitute(c, c.args)
     ws.provide_inputs(c, args, folder)
     argv = tiny_bench_argv(args)
-    ran = run_main(bench.main, argv, folder, f"README line {c.line}: {c.text}")
+    ran = run_main(bench.main, argv, folder, f"{c.source}:{c.line}: {c.text}")
     sub = argv[0]
     for words in BENCH_HEADLINES[sub]:
         assert words in ran.out, (words, ran.out[-3000:])
@@ -632,7 +638,7 @@ RUNNERS = {"train.py": run_train_command, "sample.py": run_sample_command, "benc
 @pytest.mark.parametrize("command", PYTHON, ids=[case_id(c) for c in PYTHON])
 def test_readme_command_runs_at_a_tiny_size(command, workspace, tmp_path):
     runner = RUNNERS.get(command.program)
-    assert runner, f"README line {command.line}: no runner for `{command.text}`"
+    assert runner, f"{command.source}:{command.line}: no runner for `{command.text}`"
     if {"-h", "--help"} & set(command.args):  # `python train.py --help`: prints its usage, exits 0
         main = {"train.py": train.main, "sample.py": sample.main, "bench.py": bench.main}[command.program]
         out = io.StringIO()
@@ -647,7 +653,7 @@ def test_the_default_command_runs_with_the_r1_template(workspace, tmp_path):
     """The R1 template (DeepSeek-R1 Table 1) makes every prompt ~60 words longer: the run must size for it."""
     if any(last_value(c.args, "--template") == "r1" for c in TRAIN):
         pytest.skip("the README lists a --template r1 command: its own case runs it")
-    c = Command(0, ("python", "train.py", "--template", "r1"))
+    c = Command("(this test)", 0, ("python", "train.py", "--template", "r1"))
     longest_prompt = run_train_command(c, workspace, tmp_path)
     assert longest_prompt >= 150  # the template alone is ~90 words
     metrics = [json.loads(line) for line in open(tmp_path / "runs" / "default" / "metrics.jsonl")]
@@ -666,9 +672,9 @@ def test_readme_train_command_parses_at_full_size(command, workspace):
     os.chdir(workspace.shared)
     try:
         with contextlib.redirect_stderr(err):
-            cfg = train.parse_config(args)
+            cfg = config.parse_config(args)
     except SystemExit:
-        pytest.fail(f"README line {command.line}: `{command.text}` is refused:\n{err.getvalue()}", pytrace=False)
+        pytest.fail(f"{command.source}:{command.line}: `{command.text}` is refused:\n{err.getvalue()}", pytrace=False)
     finally:
         os.chdir(old)
     assert cfg.sft_steps >= 1 and cfg.out_dir

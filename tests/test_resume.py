@@ -18,6 +18,9 @@ import torch
 from safetensors.torch import load_file
 
 import checkpoint
+import optim
+import rewards
+import sft
 import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,12 +41,12 @@ import os, signal, sys
 sys.path.insert(0, {ROOT!r})
 import checkpoint, train
 stop_at, renames = {stop_at!r}, [0]
-log = train.Metrics.log
+log = checkpoint.Metrics.log
 def stopping_log(self, **record):
     log(self, **record)
     if stop_at and (record.get("stage"), record.get("step")) == stop_at[:2] and stop_at[2] in record:
         os.kill(os.getpid(), signal.{sig})
-train.Metrics.log = stopping_log
+checkpoint.Metrics.log = stopping_log
 replace = os.replace
 def killing_replace(src, dst):
     if dst.endswith(checkpoint.RESUME_FILE):
@@ -59,7 +62,7 @@ train.main({argv!r})
 
 def metrics(out_dir) -> list[dict]:
     """The run's records without the fields that measure time or memory (they differ from run to run)."""
-    records = train.read_jsonl(os.path.join(out_dir, "metrics.jsonl"))
+    records = checkpoint.read_jsonl(os.path.join(out_dir, "metrics.jsonl"))
     return [{k: v for k, v in r.items() if k not in TIMING and not k.endswith("_mib")} for r in records]
 
 
@@ -144,7 +147,7 @@ def test_a_finished_run_is_not_run_again_and_resume_false_starts_it_over(tmp_pat
     assert "this run has finished" in capsys.readouterr().out
     records = metrics(out)
     with pytest.MonkeyPatch.context() as patch:  # --resume false, then a crash before the new first checkpoint
-        patch.setattr(train, "sft", lambda *a, **k: 1 / 0)
+        patch.setattr(sft, "run_sft", lambda *a, **k: 1 / 0)
         with pytest.raises(ZeroDivisionError):
             train.main(TINY + ["--out_dir", out, "--rl", "none", "--resume", "false"])
     assert checkpoint.load(out) is None  # the old run's point is gone: nothing to resume against the new metrics
@@ -184,7 +187,7 @@ def test_a_nan_loss_stops_sft_naming_the_quantity_and_the_step(tmp_path):
 def test_nan_rewards_stop_grpo_naming_the_advantages_and_the_step(tmp_path, monkeypatch):
     out = str(tmp_path / "run")
     train.main(TINY + ["--out_dir", out, "--rl", "none"])
-    monkeypatch.setattr(train.rewards, "weighted_sum", lambda parts, weights: float("nan"))
+    monkeypatch.setattr(rewards, "weighted_sum", lambda parts, weights: float("nan"))
     with pytest.raises(SystemExit, match="the advantages holds a NaN or inf at GRPO step 1"):
         train.main(TINY + ["--out_dir", str(tmp_path / "rl"), "--init_from", os.path.join(out, "sft")])
 
@@ -194,19 +197,19 @@ def test_a_nan_gradient_norm_stops_before_the_optimizer_step():
     before = model.weight.detach().clone()
     model.weight.grad = torch.tensor([[float("nan"), 1.0]])
     model.bias.grad = torch.zeros(1)
-    with pytest.raises(train.NonFiniteError, match="gradient norm is nan"):
-        train.clip_and_step(model, torch.optim.SGD(model.parameters(), lr=1.0), grad_clip=1.0)
+    with pytest.raises(optim.NonFiniteError, match="gradient norm is nan"):
+        optim.clip_and_step(model, torch.optim.SGD(model.parameters(), lr=1.0), grad_clip=1.0)
     assert torch.equal(model.weight.detach(), before)
 
 
 def test_metrics_files_keep_only_the_bytes_of_the_resume_point_and_name_a_bad_line(tmp_path):
     path = str(tmp_path / "m.jsonl")
-    m = train.Metrics(path)
+    m = checkpoint.Metrics(path)
     m.log(stage="sft", step=0, loss=1.0)
     keep = m.size()
     m.log(stage="sft", step=10, loss=0.5)
-    assert [r["step"] for r in train.Metrics(path, keep).records()] == [0]
+    assert [r["step"] for r in checkpoint.Metrics(path, keep).records()] == [0]
     with open(path, "a") as f:
         f.write('{"stage": "sft", "step": 3\n')
     with pytest.raises(ValueError, match=r"m.jsonl:2: invalid JSON"):
-        train.read_jsonl(path)
+        checkpoint.read_jsonl(path)

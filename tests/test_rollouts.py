@@ -11,16 +11,20 @@ every byte of text is one token and each tag (<think>, </think>, <answer>, </ans
 """
 
 import inspect
+import types
 import json
 
 import pytest
 import torch
 
+import rollouts
+import checkpoint
+import config
 import grpo
 import sample
 import tasks
 import train
-from model import Rollout, generate, left_pad
+from model import Completions, generate, left_pad
 from scripted import NoEOS, ScriptedPolicy, scripted_policy
 
 EOS, PAD = tasks.EOS_ID, tasks.PAD_ID  # 1, 0
@@ -145,7 +149,7 @@ def test_decode_completions_drops_the_eos_and_the_padding(tok):
            tasks.encode(tok, " 24") + [EOS] + [PAD] * 12]  # 3 tokens + EOS + 12 pads
     mask = [[True] * 7 + [False] * 9, [True] * 16, [True] * 4 + [False] * 12]
     ids = [row + [PAD] * (16 - len(row)) for row in ids]
-    roll = Rollout(torch.tensor(ids), torch.tensor(mask), torch.tensor([False, True, False]), torch.zeros(3, 16))
+    roll = Completions(torch.tensor(ids), torch.tensor(mask), torch.tensor([False, True, False]), torch.zeros(3, 16))
     assert sample.decode_completions(tok, roll) == [" <answer> 5 </answer>", " 4*6 = 25 #### 2", " 24"]
 
 
@@ -164,15 +168,15 @@ def test_complete_returns_each_questions_scripted_text_in_question_order(tok):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# train.sample_groups
+# rollouts.sample_groups
 # ---------------------------------------------------------------------------------------------------------------
 GROUPS = {Q0: [RIGHT0, WRONG0, UNFORMATTED0], Q1: [RIGHT1, LONG1, WRONG1]}  # B = 2 questions x G = 3
 
 
 def groups(tok, **overrides):
-    cfg = train.TrainConfig(group_size=3, max_new_tokens=32, temperature=1.0, **overrides)
+    cfg = config.TrainConfig(group_size=3, max_new_tokens=32, temperature=1.0, **overrides)
     timer = {}
-    roll = train.sample_groups(scripted_policy(tok, GROUPS), tok, [P0, P1], cfg, torch.Generator().manual_seed(0),
+    roll = rollouts.sample_groups(scripted_policy(tok, GROUPS), tok, [P0, P1], cfg, torch.Generator().manual_seed(0),
                                timer)
     return roll, timer
 
@@ -214,9 +218,9 @@ def test_sample_groups_adds_dapo_soft_overlong_penalty_with_l_max_the_generation
 
 
 def test_sample_groups_overlong_penalty_at_l_max_20_l_cache_5_length_18_is_minus_0_6(tok):
-    cfg = train.TrainConfig(group_size=3, max_new_tokens=20, overlong_cache=5, reward_overlong=1.0)
+    cfg = config.TrainConfig(group_size=3, max_new_tokens=20, overlong_cache=5, reward_overlong=1.0)
     policy = scripted_policy(tok, {Q1: [WRONG1, RIGHT1, LONG1]})
-    roll = train.sample_groups(policy, tok, [P1], cfg, torch.Generator().manual_seed(0))
+    roll = rollouts.sample_groups(policy, tok, [P1], cfg, torch.Generator().manual_seed(0))
     assert roll.texts == [WRONG1, RIGHT1, LONG1_AT_20]
     assert roll.mask.sum(-1).tolist() == [18, 12, 20]
     # ramp after 20 - 5 = 15 tokens:
@@ -228,7 +232,7 @@ def test_sample_groups_overlong_penalty_at_l_max_20_l_cache_5_length_18_is_minus
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# train.evaluate_policy
+# sample.evaluate
 # ---------------------------------------------------------------------------------------------------------------
 GREEDY = [RIGHT0,  # P0 (5): right, shows work
           RIGHT1,  # P1 (24): right, empty <think> (no work)
@@ -242,7 +246,13 @@ SAMPLES = [  # k = 4 per problem, problem 0 x 4, problem 1 x 4, problem 2 x 4
 ]
 
 
-def test_evaluate_policy_metrics_from_known_greedy_and_sampled_texts(monkeypatch):
+def evaluate(model, tok, problems, cfg, generator):
+    """sample.evaluate with a config's evaluation flags (train.evaluate_rl's wiring is tested below)."""
+    return sample.evaluate(model, tok, problems, cfg.template, cfg.max_new_tokens, cfg.pass_k, cfg.eval_temperature,
+                           cfg.eval_top_p, generator)
+
+
+def test_evaluate_metrics_from_known_greedy_and_sampled_texts(monkeypatch):
     calls = []
     signature = inspect.signature(sample.complete)
 
@@ -252,10 +262,10 @@ def test_evaluate_policy_metrics_from_known_greedy_and_sampled_texts(monkeypatch
         calls.append(dict(bound.arguments))
         return list(GREEDY) if len(calls) == 1 else list(SAMPLES)
 
-    monkeypatch.setattr(train, "complete", fake_complete)
-    cfg = train.TrainConfig(pass_k=4, eval_temperature=0.7, eval_top_p=0.9, max_new_tokens=40, template="compact")
+    monkeypatch.setattr(sample, "complete", fake_complete)
+    cfg = config.TrainConfig(pass_k=4, eval_temperature=0.7, eval_top_p=0.9, max_new_tokens=40, template="compact")
     model, tok, gen = object(), object(), torch.Generator()
-    out = train.evaluate_policy(model, tok, [P0, P1, P2], cfg, gen)
+    out = evaluate(model, tok, [P0, P1, P2], cfg, gen)
     # greedy: P0 right, P1 right, P2 wrong -> pass@1 = 2/3;  a non-empty <think>: P0 only -> shows_work = 1/3
     # samples, right per problem: P0 1, P1 2 ("24" and "24.0"), P2 1
     #   pass@4 with n = k = 4: 1 for any right sample: (1 + 1 + 1) / 3 = 1
@@ -274,22 +284,35 @@ def test_evaluate_policy_metrics_from_known_greedy_and_sampled_texts(monkeypatch
     assert sampled["template"] == "compact" and sampled["max_new_tokens"] == 40
 
 
-def test_evaluate_policy_with_pass_k_1_reports_greedy_metrics_only(monkeypatch):
+def test_evaluate_with_pass_k_1_reports_greedy_metrics_only(monkeypatch):
     calls = []
-    monkeypatch.setattr(train, "complete", lambda *a, **k: calls.append(a) or list(GREEDY))
-    out = train.evaluate_policy(object(), object(), [P0, P1, P2], train.TrainConfig(pass_k=1), torch.Generator())
+    monkeypatch.setattr(sample, "complete", lambda *a, **k: calls.append(a) or list(GREEDY))
+    out = evaluate(object(), object(), [P0, P1, P2], config.TrainConfig(pass_k=1), torch.Generator())
     assert out == pytest.approx({"pass_at_1": 2 / 3, "shows_work": 1 / 3})  # as above
     assert len(calls) == 1
 
 
-def test_evaluate_policy_on_a_scripted_policy_scores_its_known_completions(tok):
+def test_evaluate_on_a_scripted_policy_scores_its_known_completions(tok):
     # greedy: each question asked once -> its completion 0; sampled: k = 3 copies -> completions 0, 1, 2
     policy = scripted_policy(tok, {Q0: [RIGHT0, WRONG0, UNFORMATTED0],
                                    Q1: [" <think> </think> <answer> 25 </answer>", RIGHT1, WRONG1]})
-    cfg = train.TrainConfig(pass_k=3, max_new_tokens=32)
-    out = train.evaluate_policy(policy, tok, [P0, P1], cfg, torch.Generator().manual_seed(0))
+    cfg = config.TrainConfig(pass_k=3, max_new_tokens=32)
+    out = evaluate(policy, tok, [P0, P1], cfg, torch.Generator().manual_seed(0))
     # greedy: P0 RIGHT0 (right, work), P1 "25" (wrong, empty think) -> pass@1 = 1/2, shows_work = 1/2
     # samples: P0 5, 6, 5 -> 2 right, vote 5 (right); P1 25, 24, 25 -> 1 right, vote 25 (wrong)
     #   pass@3 = (1 + 1) / 2 = 1;  sampled pass@1 = (2 + 1) / 6 = 1/2;  cons@3 = (1 + 0) / 2 = 1/2
     assert out == pytest.approx({"pass_at_1": 0.5, "shows_work": 0.5, "pass_at_3": 1.0,
                                  "sampled_pass_at_1": 0.5, "cons_at_3": 0.5})
+
+
+def test_the_rl_evaluation_passes_the_runs_flags_and_its_own_generator_and_logs_the_scores(monkeypatch):
+    seen, records = [], []
+    monkeypatch.setattr(train, "evaluate", lambda *a: seen.append(a) or {"pass_at_1": 0.5, "shows_work": 0.25})
+    cfg = config.TrainConfig(pass_k=3, eval_temperature=0.7, eval_top_p=0.9, max_new_tokens=40, template="r1",
+                             forward_chunk=5, seed=3)
+    run = checkpoint.Run(cfg, "TOK", types.SimpleNamespace(log=lambda **r: records.append(r)), "cpu")
+    train.evaluate_rl("POLICY", [P0, P1], run, 7)
+    (args,) = seen
+    assert args[:8] + args[9:] == ("POLICY", "TOK", [P0, P1], "r1", 40, 3, 0.7, 0.9, 5)
+    assert args[8].initial_seed() == checkpoint.step_generator(3, "eval", 7).initial_seed()  # not training's
+    assert records == [dict(stage="grpo", step=7, eval_n=2, eval_pass_at_1=0.5, eval_shows_work=0.25)]

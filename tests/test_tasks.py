@@ -19,6 +19,7 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers
 # Make `import tasks` work however pytest is launched (no package, no conftest).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tasks  # noqa: E402
+import word_problems  # noqa: E402
 from tasks import Problem  # noqa: E402
 
 # One GSM8K calculator step: "expr = <<expr=value>>value", expr without spaces.
@@ -160,12 +161,12 @@ def test_invalid_arithmetic_knobs_raise_value_error(knobs):
 
 
 def test_there_are_at_least_12_distinct_word_templates():
-    names = tasks.template_names()
+    names = word_problems.template_names()
     assert len(names) >= 12 and len(set(names)) == len(names)
-    assert len(set(tasks.WORD_TEMPLATES)) == len(tasks.WORD_TEMPLATES)
+    assert len(set(word_problems.WORD_TEMPLATES)) == len(word_problems.WORD_TEMPLATES)
 
 
-@pytest.mark.parametrize("template", tasks.WORD_TEMPLATES, ids=tasks.template_names())
+@pytest.mark.parametrize("template", word_problems.WORD_TEMPLATES, ids=word_problems.template_names())
 def test_every_template_gives_2_to_4_correct_steps_and_a_non_negative_integer_answer(template):
     rng = random.Random(0)
     for _ in range(100):
@@ -179,7 +180,7 @@ def test_every_template_gives_2_to_4_correct_steps_and_a_non_negative_integer_an
 
 
 def test_templates_vary_their_questions():
-    for template in tasks.WORD_TEMPLATES:
+    for template in word_problems.WORD_TEMPLATES:
         rng = random.Random(1)
         assert len({template(rng).question for _ in range(50)}) >= 40, template.__name__
 
@@ -194,17 +195,17 @@ def test_word_problem_picks_every_template_in_500_draws(monkeypatch):
 
         return wrapper
 
-    monkeypatch.setattr(tasks, "WORD_TEMPLATES", [recording(t) for t in tasks.WORD_TEMPLATES])
+    monkeypatch.setattr(word_problems, "WORD_TEMPLATES", [recording(t) for t in word_problems.WORD_TEMPLATES])
     rng = random.Random(0)
     for _ in range(500):
-        tasks.word_problem(rng)
-    assert len(calls) == len(tasks.WORD_TEMPLATES) and sum(calls.values()) == 500
+        word_problems.word_problem(rng)
+    assert len(calls) == len(word_problems.WORD_TEMPLATES) and sum(calls.values()) == 500
 
 
 def test_word_problems_are_reproducible():
     def draw(seed):
         rng = random.Random(seed)
-        return [tasks.word_problem(rng) for _ in range(100)]
+        return [word_problems.word_problem(rng) for _ in range(100)]
 
     assert draw(3) == draw(3) and draw(3) != draw(4)
 
@@ -365,7 +366,7 @@ def sample_problems(seed: int, n: int) -> list[Problem]:
     rng = random.Random(seed)
     knobs = {"digits": 4, "max_ops": 5, "allow_negative": True}
     arithmetic = [tasks.arithmetic_problem(rng, **knobs) for _ in range(n)]
-    return arithmetic + [tasks.word_problem(rng) for _ in range(n)]
+    return arithmetic + [word_problems.word_problem(rng) for _ in range(n)]
 
 
 @pytest.fixture(scope="module")

@@ -5,17 +5,22 @@ import json
 import math
 import os
 
+from dataclasses import asdict
+
 import pytest
 import torch
 
 import sample
+import sft
+import optim
+import config
 import tasks
 import train
 
 
 def test_sft_batch_masks_exactly_the_completion_tokens_and_eos():
     examples = [([10, 11, 12], [20, 21, tasks.EOS_ID]), ([13], [22, tasks.EOS_ID])]
-    x, y, mask = train.sft_batch(examples, [0, 1], "cpu")
+    x, y, mask = sft.sft_batch(examples, [0, 1], "cpu")
     assert x.tolist() == [[10, 11, 12, 20, 21], [13, 22, 0, 0, 0]]
     assert y.tolist() == [[11, 12, 20, 21, 1], [22, 1, 0, 0, 0]]
     # targets that are completion tokens: 20, 21, EOS in row 0; 22, EOS in row 1
@@ -24,23 +29,23 @@ def test_sft_batch_masks_exactly_the_completion_tokens_and_eos():
 
 def test_length_grouped_batches_cover_random_examples_in_batches_of_similar_length():
     lengths = list(range(2, 402))  # example i has length i + 2
-    drawn = [train.sft_batch_indices(lengths, 8, step, seed=0, group=16) for step in range(50)]
+    drawn = [sft.sft_batch_indices(lengths, 8, step, seed=0, group=16) for step in range(50)]
     assert all(len(b) == 8 and len(set(b)) == 8 for b in drawn)
     spread = sum(max(b) - min(b) for b in drawn) / len(drawn)
     assert spread < 100  # a random batch of 8 out of 400 spreads over ~310 lengths on average
     assert len({i for b in drawn for i in b}) > 250  # yet the examples seen are spread over the whole set
-    plain = [train.sft_batch_indices(lengths, 8, step, seed=0) for step in range(50)]
+    plain = [sft.sft_batch_indices(lengths, 8, step, seed=0) for step in range(50)]
     assert sum(max(b) - min(b) for b in plain) / 50 > 200  # group=1: plain random batches
     with pytest.raises(ValueError, match="batch_size"):
-        train.sft_batch_indices(lengths[:4], 8, 0, seed=0, group=16)
+        sft.sft_batch_indices(lengths[:4], 8, 0, seed=0, group=16)
 
 
 def test_the_batch_of_an_sft_step_depends_on_the_seed_and_the_step_only():
     lengths = list(range(2, 402))
-    first = [train.sft_batch_indices(lengths, 8, step, seed=0, group=4) for step in range(12)]
-    again = [train.sft_batch_indices(lengths, 8, step, seed=0, group=4) for step in reversed(range(12))][::-1]
+    first = [sft.sft_batch_indices(lengths, 8, step, seed=0, group=4) for step in range(12)]
+    again = [sft.sft_batch_indices(lengths, 8, step, seed=0, group=4) for step in reversed(range(12))][::-1]
     assert first == again  # drawn in any order, e.g. from step 7 on after a resume
-    assert first != [train.sft_batch_indices(lengths, 8, step, seed=1, group=4) for step in range(12)]
+    assert first != [sft.sft_batch_indices(lengths, 8, step, seed=1, group=4) for step in range(12)]
     assert len({tuple(b) for b in first}) == 12  # every step its own batch
 
 
@@ -50,12 +55,13 @@ def test_completion_loss_ignores_masked_positions():
     targets = torch.tensor([[1, 3, 3]])
     mask = torch.tensor([[False, True, True]])
     # uniform logits at the two counted positions: loss = log 4 exactly
-    assert math.isclose(train.completion_loss(logits, targets, mask).item(), math.log(4), rel_tol=1e-6)
+    assert math.isclose(sft.completion_loss(logits, targets, mask).item(), math.log(4), rel_tol=1e-6)
 
 
 def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor():
-    cfg = train.TrainConfig(lr=1.0, warmup_steps=10, sft_steps=110, min_lr_ratio=0.1, sft_minutes=0)
-    lr = lambda step: train.lr_at(step, train.sft_progress(step, 0.0, cfg), cfg)
+    cfg = config.TrainConfig(lr=1.0, warmup_steps=10, sft_steps=110, min_lr_ratio=0.1, sft_minutes=0)
+    lr = lambda step: optim.lr_at(step, optim.sft_progress(step, 0.0, cfg.sft_steps), cfg.lr, cfg.warmup_steps, cfg.sft_steps,
+                                  cfg.min_lr_ratio)
     assert math.isclose(lr(0), 0.1)
     assert math.isclose(lr(9), 1.0)
     assert math.isclose(lr(10), 1.0)
@@ -64,11 +70,10 @@ def test_lr_warms_up_linearly_then_decays_by_cosine_to_the_floor():
 
 
 def test_a_time_budget_moves_progress_ahead_of_the_step_count():
-    cfg = train.TrainConfig(sft_steps=100, sft_minutes=2.0)
-    assert train.sft_progress(10, 30.0, cfg) == 0.25  # a quarter of the time, a tenth of the steps
-    assert train.sft_progress(50, 30.0, cfg) == 0.5  # the steps are further along
-    assert train.sft_progress(60, 500.0, cfg) == 1.0
-    assert train.sft_progress(10, 1e6, train.TrainConfig(sft_steps=100, sft_minutes=0)) == 0.1  # 0: no budget
+    assert optim.sft_progress(10, 30.0, sft_steps=100, sft_minutes=2.0) == 0.25  # a quarter of the time, a tenth of the steps
+    assert optim.sft_progress(50, 30.0, sft_steps=100, sft_minutes=2.0) == 0.5  # the steps are further along
+    assert optim.sft_progress(60, 500.0, sft_steps=100, sft_minutes=2.0) == 1.0
+    assert optim.sft_progress(10, 1e6, sft_steps=100, sft_minutes=0) == 0.1  # 0: no budget
 
 
 def test_sft_stops_at_the_time_budget_and_still_evaluates_and_checkpoints(tmp_path):
@@ -84,7 +89,7 @@ def test_sft_stops_at_the_time_budget_and_still_evaluates_and_checkpoints(tmp_pa
 def test_weight_decay_applies_to_matrices_only():
     from model import ModelConfig, Transformer
     model = Transformer(ModelConfig(vocab_size=16, n_layer=1, n_head=2, n_embd=8, max_seq_len=8))
-    decay, no_decay = train.make_optimizer(model, train.TrainConfig(), 1e-3).param_groups
+    decay, no_decay = optim.make_optimizer(model, 1e-3, weight_decay=0.1).param_groups
     assert decay["weight_decay"] > 0 and all(p.dim() == 2 for p in decay["params"])
     assert no_decay["weight_decay"] == 0 and all(p.dim() == 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(model.parameters()))
@@ -97,14 +102,14 @@ def test_weight_decay_applies_to_matrices_only():
                                                ("--sft_minutes", "-1", "must be >= 0")])
 def test_bad_flags_are_errors_that_name_the_flag(flag, value, words, capsys):
     with pytest.raises(SystemExit):
-        train.parse_config([flag, value])
+        config.parse_config([flag, value])
     err = capsys.readouterr().err
     assert flag in err and words in err
 
 
 def test_presets_set_defaults_and_flags_override_them():
-    cfg = train.parse_config(["--preset", "smoke", "--n_embd", "48"])
-    assert cfg.n_layer == train.PRESETS["smoke"]["n_layer"] and cfg.n_embd == 48
+    cfg = config.parse_config(["--preset", "smoke", "--n_embd", "48"])
+    assert cfg.n_layer == config.PRESETS["smoke"]["n_layer"] and cfg.n_embd == 48
 
 
 def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys):
@@ -121,8 +126,8 @@ def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys):
     sample.main([run, "--question", "What is 12*3+4?", "--n", "10"])  # a run directory: its sft/ checkpoint
     printed = capsys.readouterr().out
     assert "reasoning:" in printed and "answer:" in printed and "greedy pass@1 on 10 held-out" in printed
-    cfg = train.parse_config(["--preset", "smoke", "--out_dir", run])
-    stored = json.loads(json.dumps(train.asdict(cfg)))  # as the checkpoint stores it
+    cfg = config.parse_config(["--preset", "smoke", "--out_dir", run])
+    stored = json.loads(json.dumps(asdict(cfg)))  # as the checkpoint stores it
     assert sample.held_out_problems(stored, 10) == train.load_problems(cfg)[1][:10]
 
 
@@ -159,16 +164,16 @@ def test_sft_direct_frac_gives_that_share_of_answer_only_targets_reproducibly():
     tok = tasks.train_tokenizer([tasks.format_completion(p) for p in tasks.make_splits("arithmetic", 200, 10, 0)[0]],
                                 vocab_size=128)
     problems = tasks.make_splits("arithmetic", 400, 10, seed=0)[0]
-    prompts, worked = train.tokenize(tok, problems, "compact")
+    prompts, worked = tasks.tokenize_problems(tok, problems, "compact")
     def direct_share(frac, seed=0):
-        examples = train.sft_examples(problems, prompts, worked, tok, 160, frac, seed)
+        examples = sft.sft_examples(problems, prompts, worked, tok, 160, frac, seed)
         return [tasks.decode(tok, c).startswith(" <think> </think> <answer> ") for _, c in examples]
     assert sum(direct_share(0.0)) == 0  # the default cold start: every target is worked
     share = direct_share(0.5)
     assert 160 <= sum(share) <= 240  # 400 fair coin flips
     assert share == direct_share(0.5)  # fixed by the seed
     assert share != direct_share(0.5, seed=1)
-    examples = train.sft_examples(problems, prompts, worked, tok, 160, 0.5, 0)
+    examples = sft.sft_examples(problems, prompts, worked, tok, 160, 0.5, 0)
     i = share.index(True)
     assert tasks.decode(tok, examples[i][1][:-1]) == f" <think> </think> <answer> {problems[i].answer} </answer>"
     assert examples[i][1][-1] == tasks.EOS_ID
@@ -177,12 +182,12 @@ def test_sft_direct_frac_gives_that_share_of_answer_only_targets_reproducibly():
 @pytest.mark.parametrize("value", ["-0.1", "1", "1.5"])
 def test_sft_direct_frac_outside_0_1_is_refused(value, capsys):
     with pytest.raises(SystemExit):
-        train.parse_config(["--sft_direct_frac", value])
+        config.parse_config(["--sft_direct_frac", value])
     assert "--sft_direct_frac must be in [0, 1)" in capsys.readouterr().err
 
 
 def test_the_word_cpu_preset_runs_the_steps_of_the_readme_run_without_time_budgets():
-    cfg = train.parse_config(["--preset", "word_cpu"])
+    cfg = config.parse_config(["--preset", "word_cpu"])
     assert (cfg.task, cfg.vocab_size, cfg.max_new_tokens, cfg.batch_size) == ("word", 512, 192, 32)
     assert (cfg.sft_steps, cfg.sft_minutes, cfg.rl_steps, cfg.rl_minutes, cfg.pass_k) == (1350, 0.0, 80, 0.0, 4)
     assert cfg.rl == "grpo" and cfg.sft_direct_frac == 0.5 and cfg.n_embd == 128  # the default cold start and size

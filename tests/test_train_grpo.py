@@ -12,7 +12,10 @@ import grpo
 import rewards
 import tasks
 import train
-from model import ModelConfig, Transformer
+from model import ModelConfig, Transformer, left_pad
+import rollouts
+import optim
+import config
 
 RIGHT = " <think> 2+3 = <<2+3=5>>5\n5*4 = <<5*4=20>>20 </think> <answer> 20 </answer>"
 WRONG = " <think> 2+3 = <<2+3=5>>5\n5*4 = <<5*4=21>>21 </think> <answer> 21 </answer>"
@@ -29,14 +32,14 @@ def tiny_model(vocab: int, seed: int = 0) -> Transformer:
     return Transformer(ModelConfig(vocab_size=vocab, n_layer=1, n_head=2, n_embd=16, max_seq_len=128))
 
 
-def rollouts_of(tok, texts: list[str], gold: str, G: int) -> train.Rollouts:
+def rollouts_of(tok, texts: list[str], gold: str, G: int) -> rollouts.Rollouts:
     """A hand-made Rollouts of B = len(texts) / G groups, every question '2+3*4' with answer `gold`."""
     ids = [tasks.encode(tok, t) + [tasks.EOS_ID] for t in texts]
     T = max(map(len, ids))
     B = len(texts) // G
     r = [rewards.total_reward(t, gold) for t in texts]
     c = [rewards.accuracy_reward(t, gold) for t in texts]
-    return train.Rollouts(
+    return rollouts.Rollouts(
         problems=[tasks.Problem("2+3*4", "", gold)] * B,
         prompts=[tasks.encode(tok, tasks.format_prompt("2+3*4", "compact"))] * len(texts),
         ids=torch.tensor([row + [tasks.PAD_ID] * (T - len(row)) for row in ids]),
@@ -47,8 +50,8 @@ def rollouts_of(tok, texts: list[str], gold: str, G: int) -> train.Rollouts:
 
 def test_sample_groups_gives_each_question_g_consecutive_rows_with_its_prompt(tok):
     problems, _ = tasks.make_splits("arithmetic", 50, 5, 1)
-    cfg = train.TrainConfig(group_size=3, max_new_tokens=12, overlong_cache=4)
-    roll = train.sample_groups(tiny_model(tok.get_vocab_size()), tok, problems[:4], cfg, torch.Generator().manual_seed(0))
+    cfg = config.TrainConfig(group_size=3, max_new_tokens=12, overlong_cache=4)
+    roll = rollouts.sample_groups(tiny_model(tok.get_vocab_size()), tok, problems[:4], cfg, torch.Generator().manual_seed(0))
     assert roll.ids.shape[0] == 12 and roll.rewards.shape == (4, 3) and roll.correct.shape == (4, 3)
     for b, p in enumerate(problems[:4]):
         prompt = tasks.encode(tok, tasks.format_prompt(p.question, "compact"))
@@ -60,15 +63,15 @@ def test_sample_groups_gives_each_question_g_consecutive_rows_with_its_prompt(to
 
 def test_outcome_advantages_are_the_group_normalised_rewards_on_every_token(tok):
     roll = rollouts_of(tok, [RIGHT, WRONG, WRONG, WRONG], "20", G=4)  # rewards [2, 1, 1, 1]
-    adv = train.advantages(roll, tok, train.TrainConfig())
+    adv = rollouts.advantages(roll, tok, config.TrainConfig())
     # population std of [2, 1, 1, 1] is sqrt(3)/4, so A = [sqrt(3), -1/sqrt(3) x 3]
     expected = torch.tensor([3 ** 0.5, -(3 ** -0.5), -(3 ** -0.5), -(3 ** -0.5)])
     for i in range(4):
         assert torch.allclose(adv[i][roll.mask[i]], expected[i].expand(int(roll.mask[i].sum())), atol=1e-5)
         assert (adv[i][~roll.mask[i]] == 0).all()
-    none = train.advantages(roll, tok, train.TrainConfig(adv_scale="none"))  # Dr. GRPO: centred only
+    none = rollouts.advantages(roll, tok, config.TrainConfig(adv_scale="none"))  # Dr. GRPO: centred only
     assert torch.allclose(none[:, 0], torch.tensor([0.75, -0.25, -0.25, -0.25]))
-    sample = train.advantages(roll, tok, train.TrainConfig(std_ddof=1))  # sample std sqrt(0.75 / 3) = 0.5
+    sample = rollouts.advantages(roll, tok, config.TrainConfig(std_ddof=1))  # sample std sqrt(0.75 / 3) = 0.5
     assert torch.allclose(sample[:, 0], torch.tensor([1.5, -0.5, -0.5, -0.5]), atol=1e-5)
 
 
@@ -92,7 +95,7 @@ def test_process_advantages_follow_deepseekmath_4_1_3_from_the_step_rewards_alon
     right = RIGHT.replace("<think> ", "<think> " + prefix)
     wrong = WRONG.replace("<think> ", "<think> " + prefix)
     roll = rollouts_of(tok, [right, wrong], "20", G=2)
-    adv = train.advantages(roll, tok, train.TrainConfig(supervision="process"))
+    adv = rollouts.advantages(roll, tok, config.TrainConfig(supervision="process"))
     # step rewards: right [1, 1], wrong [1, 0]; R = [1, 1, 1, 0]: mean 0.75, population std sqrt(0.1875) = 0.4330127
     # z = (R - 0.75) / 0.4330127 = [0.5773503, 0.5773503 | 0.5773503, -1.7320508]; the outcome is not a step
     z = [[0.5773503, 0.5773503], [0.5773503, -1.7320508]]
@@ -110,7 +113,7 @@ def test_process_advantages_follow_deepseekmath_4_1_3_from_the_step_rewards_alon
 def test_process_advantages_with_the_outcome_as_a_last_step_normalise_it_with_the_step_rewards(tok):
     roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)
     roll.rewards = roll.correct  # outcome = accuracy only (--reward_format 0), so that no z below is 0
-    adv = train.advantages(roll, tok, train.TrainConfig(supervision="process", process_outcome="last_step"))
+    adv = rollouts.advantages(roll, tok, config.TrainConfig(supervision="process", process_outcome="last_step"))
     # steps: right [1, 1] + outcome 1; wrong [1, 0] + outcome 0: R = [1, 1, 1, 1, 0, 0], mean 2/3,
     # population std sqrt(2/9) = 0.4714045: z = [0.7071068 x 4, -1.4142136 x 2]
     z = [[0.7071068, 0.7071068, 0.7071068], [0.7071068, -1.4142136, -1.4142136]]
@@ -122,12 +125,12 @@ def test_process_advantages_with_the_outcome_as_a_last_step_normalise_it_with_th
 
 def test_process_supervision_refuses_flags_it_would_ignore(capsys):
     with pytest.raises(SystemExit):
-        train.parse_config(["--supervision", "process", "--adv_scale", "none"])
+        config.parse_config(["--supervision", "process", "--adv_scale", "none"])
     assert "--adv_scale 'none' has no effect here" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        train.parse_config(["--process_outcome", "last_step"])  # outcome supervision
+        config.parse_config(["--process_outcome", "last_step"])  # outcome supervision
     assert "acts only with --supervision process" in capsys.readouterr().err
-    assert train.parse_config(["--supervision", "process", "--process_outcome", "last_step"]).process_outcome == "last_step"
+    assert config.parse_config(["--supervision", "process", "--process_outcome", "last_step"]).process_outcome == "last_step"
 
 
 def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(tok):
@@ -135,12 +138,12 @@ def test_dynamic_sampling_keeps_only_groups_whose_rewards_differ(tok):
     wrong = rollouts_of(tok, [WRONG, WRONG, WRONG, RIGHT], "20", G=2)  # group 0 all wrong, group 1 mixed
     keep = [grpo.dynamic_sampling_filter(mixed.rewards), grpo.dynamic_sampling_filter(wrong.rewards)]
     assert [k.tolist() for k in keep] == [[True, False], [False, True]]
-    both = train.select_groups([mixed, wrong], keep, n_groups=8, G=2)
+    both = rollouts.select_groups([mixed, wrong], keep, n_groups=8, G=2)
     assert both.texts == [RIGHT, WRONG, WRONG, RIGHT] and both.rewards.tolist() == [[2.0, 1.0], [1.0, 2.0]]
     assert both.ids.shape[0] == 4 and (both.ids[1] == mixed.ids[1]).all() and (both.ids[2] == wrong.ids[2]).all()
-    one = train.select_groups([mixed, wrong], keep, n_groups=1, G=2)
+    one = rollouts.select_groups([mixed, wrong], keep, n_groups=1, G=2)
     assert one.texts == [RIGHT, WRONG]
-    nothing = train.select_groups([mixed], [torch.tensor([False, False])], n_groups=8, G=2)
+    nothing = rollouts.select_groups([mixed], [torch.tensor([False, False])], n_groups=8, G=2)
     assert nothing.rewards.shape == (0, 2) and nothing.texts == []
 
 
@@ -149,20 +152,20 @@ def test_dynamic_sampling_refills_the_batch_from_fresh_rollouts(tok, monkeypatch
              rollouts_of(tok, [WRONG, WRONG, WRONG, WRONG], "20", G=2),  # nothing to learn from
              rollouts_of(tok, [WRONG, RIGHT, RIGHT, WRONG], "20", G=2)]  # two mixed groups
     calls = []
-    monkeypatch.setattr(train, "sample_groups", lambda *a, **k: calls.append(1) or queue[len(calls) - 1])
-    cfg = train.TrainConfig(prompts_per_step=2, group_size=2, dynamic_sampling=True)
+    monkeypatch.setattr(rollouts, "sample_groups", lambda *a, **k: calls.append(1) or queue[len(calls) - 1])
+    cfg = config.TrainConfig(prompts_per_step=2, group_size=2, dynamic_sampling=True)
     problems = [tasks.Problem("q", "", "20")] * 4
-    roll, first = train.collect_rollouts(None, tok, problems, cfg, random.Random(0), None)
+    roll, first = rollouts.collect_rollouts(None, tok, problems, cfg, random.Random(0), None)
     assert len(calls) == 3 and first is queue[0]  # logged as sampled; refilled until 2 mixed groups
     assert roll.texts == [RIGHT, WRONG, WRONG, RIGHT] and roll.rewards.shape == (2, 2)
     calls.clear()
     cfg.dynamic_sampling = False
-    roll, first = train.collect_rollouts(None, tok, problems, cfg, random.Random(0), None)
+    roll, first = rollouts.collect_rollouts(None, tok, problems, cfg, random.Random(0), None)
     assert len(calls) == 1 and roll is first  # off: one rollout, all groups kept
 
 
 def test_the_reference_resets_once_per_outer_iteration_and_every_n_steps():
-    due = lambda **kw: [s for s in range(12) if train.reset_reference(s, train.TrainConfig(rl_steps=12, **kw))]
+    due = lambda **kw: [s for s in range(12) if train.reset_reference(s, config.TrainConfig(rl_steps=12, **kw))]
     assert due() == []  # one iteration: the reference stays the SFT model
     assert due(iterations=3) == [4, 8]  # Algorithm 1 with I = 3
     assert due(ref_reset_every=5) == [5, 10]  # R1: every N steps
@@ -171,17 +174,18 @@ def test_the_reference_resets_once_per_outer_iteration_and_every_n_steps():
 
 def update_once(tok, **cfg_kw):
     roll = rollouts_of(tok, [RIGHT, WRONG], "20", G=2)
-    cfg = train.TrainConfig(**cfg_kw)
+    cfg = config.TrainConfig(**cfg_kw)
     policy = tiny_model(tok.get_vocab_size())
     ref = tiny_model(tok.get_vocab_size())
     ref.load_state_dict(policy.state_dict())
-    prompt_ids, prompt_valid = train.left_pad(roll.prompts, tasks.PAD_ID, "cpu")
+    prompt_ids, prompt_valid = left_pad(roll.prompts, tasks.PAD_ID, "cpu")
     logp = lambda: grpo.masked_sum(grpo.completion_logprobs(policy, prompt_ids, prompt_valid, roll.ids, roll.mask),
                                    roll.mask, dim=-1)
     before = logp().detach()
-    optimizer = train.make_optimizer(policy, cfg, cfg.rl_lr)
-    adv = train.advantages(roll, tok, cfg)
-    stats = train.policy_update(policy, ref, optimizer, roll, adv, cfg, "cpu", torch.Generator().manual_seed(0))
+    optimizer = optim.make_optimizer(policy, cfg.rl_lr, cfg.weight_decay)
+    adv = rollouts.advantages(roll, tok, cfg)
+    stats = train.grpo_update(train.RLModels(policy, ref, optimizer), roll, adv, cfg, "cpu",
+                              torch.Generator().manual_seed(0))
     return before, logp().detach(), stats
 
 
@@ -225,14 +229,14 @@ def test_overlong_filtering_removes_truncated_rows_from_the_loss(tok):
                                                ("--init_from", "/nowhere", "no such checkpoint directory")])
 def test_bad_grpo_flags_are_errors_that_name_the_flag(flag, value, words, capsys):
     with pytest.raises(SystemExit):
-        train.parse_config([flag, value, "--max_new_tokens", "96"])  # a budget set by hand, checked at parse time
+        config.parse_config([flag, value, "--max_new_tokens", "96"])  # a budget set by hand, checked at parse time
     err = capsys.readouterr().err
     assert flag in err and words in err
 
 
 def test_boolean_flags_take_true_and_false():
-    assert train.parse_config(["--dynamic_sampling", "true", "--overlong_filter", "0"]).dynamic_sampling is True
-    assert train.parse_config(["--dynamic_sampling", "False"]).dynamic_sampling is False
+    assert config.parse_config(["--dynamic_sampling", "true", "--overlong_filter", "0"]).dynamic_sampling is True
+    assert config.parse_config(["--dynamic_sampling", "False"]).dynamic_sampling is False
 
 
 def test_smoke_pipeline_runs_sft_then_grpo_logs_every_step_and_prints_the_table(tmp_path, capsys):

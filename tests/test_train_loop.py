@@ -13,7 +13,12 @@ import grpo
 import rewards
 import tasks
 import train
+from model import load_checkpoint
 from scripted import scripted_policy
+import sft
+import rollouts
+import config
+import checkpoint
 
 TINY = ["--preset", "smoke", "--n_train", "500", "--sft_steps", "12", "--eval_every", "12", "--eval_n", "2",
         "--rl_steps", "4", "--rl_eval_every", "4", "--rl_eval_n", "2", "--pass_k", "1", "--threads", "1"]
@@ -28,12 +33,12 @@ def sft_run(tmp_path_factory):
 
 def test_each_sft_step_gets_its_own_batch_and_the_scheduled_learning_rate(tmp_path, monkeypatch):
     seen = []
-    real = train.sft_step
+    real = sft.sft_step
 
     def spy(model, optimizer, x, y, mask, grad_clip, device):
         seen.append((x.tolist(), [g["lr"] for g in optimizer.param_groups], grad_clip))
         return real(model, optimizer, x, y, mask, grad_clip, device)
-    monkeypatch.setattr(train, "sft_step", spy)
+    monkeypatch.setattr(sft, "sft_step", spy)
     train.main(TINY + ["--out_dir", str(tmp_path), "--rl", "none", "--lr", "1e-2", "--warmup_steps", "4",
                        "--min_lr_ratio", "0.1", "--grad_clip", "0.5"])
     assert len(seen) == 12 and len({str(x) for x, _, _ in seen}) == 12  # 12 steps, 12 different batches
@@ -90,7 +95,7 @@ def test_mu_and_minibatches_give_exactly_the_optimizer_steps_they_name(sft_run, 
 @pytest.mark.parametrize("rows, k, sizes", [(120, 16, [8] * 8 + [7] * 8), (128, 100, [2] * 28 + [1] * 72),
                                             (6, 6, [1] * 6), (5, 8, [1] * 5)])
 def test_minibatches_cut_the_rows_into_exactly_k_parts_each_row_once(rows, k, sizes):
-    parts = train.minibatches(rows, k, torch.Generator().manual_seed(0))
+    parts = rollouts.minibatches(rows, k, torch.Generator().manual_seed(0))
     assert [len(p) for p in parts] == sizes  # torch.chunk would give 15 parts for (120, 16) and 64 for (128, 100)
     assert sorted(torch.cat(parts).tolist()) == list(range(rows))
 
@@ -112,18 +117,18 @@ def test_dynamic_sampling_keeps_groups_whose_rewards_differ_even_when_their_corr
     right = " <think> 2+3 = <<2+3=5>>5 </think> <answer> 5 </answer>"
     problems = [tasks.Problem("q0?", "", "5"), tasks.Problem("q1?", "", "5")]
     policy = scripted_policy(tok, {"q0?": [formatted, unformatted], "q1?": [right, right]})
-    cfg = train.TrainConfig(prompts_per_step=2, group_size=2, dynamic_sampling=True, max_new_tokens=40)
-    rollouts = []
-    real = train.sample_groups
-    monkeypatch.setattr(train, "sample_groups", lambda *a, **k: rollouts.append(1) or real(*a, **k))
-    roll, first = train.collect_rollouts(policy, tok, problems, cfg, train.step_rng(0, "rl", 0),
+    cfg = config.TrainConfig(prompts_per_step=2, group_size=2, dynamic_sampling=True, max_new_tokens=40)
+    sampled = []
+    real = rollouts.sample_groups
+    monkeypatch.setattr(rollouts, "sample_groups", lambda *a, **k: sampled.append(1) or real(*a, **k))
+    roll, first = rollouts.collect_rollouts(policy, tok, problems, cfg, checkpoint.step_rng(0, "rl", 0),
                                          torch.Generator().manual_seed(0), {})
     assert first.correct.tolist() == [[0.0, 0.0], [1.0, 1.0]] and first.rewards.tolist() == [[1.0, 0.0], [2.0, 2.0]]
     assert roll.texts[:2] in ([formatted, unformatted], [unformatted, formatted])  # q0's group: kept
     assert right not in roll.texts  # q1's group (all rewards 2): dropped
     # the first rollout kept q0's group and a second filled the batch (q0 again): judging groups by their
     # correctness instead would have kept nothing of the first and needed a third
-    assert len(rollouts) == 2 and roll.rewards.shape == (2, 2)
+    assert len(sampled) == 2 and roll.rewards.shape == (2, 2)
 
 
 def test_the_language_reward_flag_reaches_the_rollout_rewards(monkeypatch):
@@ -133,8 +138,8 @@ def test_the_language_reward_flag_reaches_the_rollout_rewards(monkeypatch):
     policy = scripted_policy(tok, {"q?": [english, mixed]})
     problems = [tasks.Problem("q?", "", "5")]
     for weight, expected in ((0.0, [[2.0, 2.0]]), (1.0, [[3.0, 2.5]])):  # accuracy 1 + format 1 + weight * share
-        cfg = train.parse_config(["--group_size", "2", "--max_new_tokens", "60", "--reward_language", str(weight)])
-        roll = train.sample_groups(policy, tok, problems, cfg, torch.Generator().manual_seed(0))
+        cfg = config.parse_config(["--group_size", "2", "--max_new_tokens", "60", "--reward_language", str(weight)])
+        roll = rollouts.sample_groups(policy, tok, problems, cfg, torch.Generator().manual_seed(0))
         assert roll.rewards.tolist() == expected
 
 
@@ -150,11 +155,11 @@ def test_flags_that_would_do_nothing_are_refused_and_those_that_act_are_accepted
                         (["--reward_format", "nan"], "--reward_format must be a finite number"),
                         (["--lr", "inf"], "--lr must be a finite number")):
         with pytest.raises(SystemExit):
-            train.parse_config(argv)
+            config.parse_config(argv)
         assert words in capsys.readouterr().err, argv
-    assert train.parse_config(["--rl", "ppo", "--gamma", "0.9"]).gamma == 0.9
-    assert train.parse_config(["--preset", "word"]).task == "word"  # a preset's own values are never refused
-    assert train.parse_config(["--gamma", "1.0"]).gamma == 1.0  # the default value, given explicitly, is harmless
+    assert config.parse_config(["--rl", "ppo", "--gamma", "0.9"]).gamma == 0.9
+    assert config.parse_config(["--preset", "word"]).task == "word"  # a preset's own values are never refused
+    assert config.parse_config(["--gamma", "1.0"]).gamma == 1.0  # the default value, given explicitly, is harmless
 
 
 @pytest.mark.parametrize("args, words", [
@@ -191,8 +196,8 @@ def test_evaluation_samples_from_its_own_generator_so_it_does_not_change_the_tra
     a = train.main(TINY + ["--out_dir", str(tmp_path / "a"), "--init_from", sft_run, "--pass_k", "2"])
     b = train.main(TINY + ["--out_dir", str(tmp_path / "b"), "--init_from", sft_run, "--pass_k", "4",
                            "--rl_eval_every", "1"])
-    wa = train.load_checkpoint(str(tmp_path / "a" / "grpo"))[0].state_dict()
-    wb = train.load_checkpoint(str(tmp_path / "b" / "grpo"))[0].state_dict()
+    wa = load_checkpoint(str(tmp_path / "a" / "grpo"))[0].state_dict()
+    wb = load_checkpoint(str(tmp_path / "b" / "grpo"))[0].state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # more and larger evaluations, the same training
     assert a["stage"] == b["stage"] == "final"
 
@@ -202,26 +207,26 @@ def test_each_completion_is_scored_against_its_own_questions_answer(monkeypatch)
     answers = {"q0?": "3", "q1?": "7", "q2?": "11"}
     policy = scripted_policy(tok, {q: [f" <think> </think> <answer> {a} </answer>"] * 2 for q, a in answers.items()})
     problems = [tasks.Problem(q, "", a) for q, a in answers.items()]
-    cfg = train.TrainConfig(group_size=2, max_new_tokens=40)
-    roll = train.sample_groups(policy, tok, problems, cfg, torch.Generator().manual_seed(0))
+    cfg = config.TrainConfig(group_size=2, max_new_tokens=40)
+    roll = rollouts.sample_groups(policy, tok, problems, cfg, torch.Generator().manual_seed(0))
     assert roll.rewards.tolist() == [[2.0, 2.0]] * 3  # each right for its own question (accuracy 1 + format 1)
 
 
 def test_rollouts_sample_with_the_temperature_top_p_and_chunk_they_are_given(monkeypatch):
     calls = []
-    real = train.generate
+    real = rollouts.generate
 
     def spy(model, prompts, max_new_tokens, eos_id, pad_id, temperature=1.0, top_k=None, top_p=None, generator=None,
             max_batch=None):
         calls.append(dict(rows=len(prompts), max_new=max_new_tokens, temperature=temperature, top_p=top_p,
                           max_batch=max_batch))
         return real(model, prompts, max_new_tokens, eos_id, pad_id, temperature, top_k, top_p, generator, max_batch)
-    monkeypatch.setattr(train, "generate", spy)
+    monkeypatch.setattr(rollouts, "generate", spy)
     tok = tasks.train_tokenizer(["User: q?\nAssistant: <think> a </think> <answer> 5 </answer>"] * 4, 300)
     policy = scripted_policy(tok, {"q?": [" <think> </think> <answer> 5 </answer>"]})
-    cfg = train.parse_config(["--group_size", "3", "--max_new_tokens", "40", "--temperature", "0.7", "--top_p", "0.9",
+    cfg = config.parse_config(["--group_size", "3", "--max_new_tokens", "40", "--temperature", "0.7", "--top_p", "0.9",
                               "--forward_chunk", "2"])
-    train.sample_groups(policy, tok, [tasks.Problem("q?", "", "5")], cfg, torch.Generator().manual_seed(0))
+    rollouts.sample_groups(policy, tok, [tasks.Problem("q?", "", "5")], cfg, torch.Generator().manual_seed(0))
     assert calls == [dict(rows=3, max_new=40, temperature=0.7, top_p=0.9, max_batch=2)]
 
 
@@ -232,7 +237,7 @@ def test_the_sft_stage_trains_on_the_mixed_cold_start_the_flag_asks_for(tmp_path
     def spy(model, examples, test, run, point=None):
         texts = [tasks.decode(run.tok, c) for _, c in examples]
         raise Seen(sum(t.startswith(" <think> </think> <answer>") for t in texts) / len(texts))
-    monkeypatch.setattr(train, "sft", spy)
+    monkeypatch.setattr(sft, "run_sft", spy)
     for frac, low, high in ((0.5, 0.45, 0.55), (0.0, 0.0, 0.0), (0.2, 0.15, 0.25)):  # 500 examples each
         with pytest.raises(Seen) as share:
             train.main(TINY + ["--out_dir", str(tmp_path / str(frac)), "--sft_direct_frac", str(frac)])

@@ -1,10 +1,10 @@
 """Every learning update of train.py against an independent implementation written here, one token at a time.
 
-`policy_update` (GRPO), `ppo_update` (PPO) and `sft_step` (SFT) run with plain SGD on float64 models, and the
+`grpo_update` (GRPO), `ppo_update` (PPO) and `sft_step` (SFT) run with plain SGD on float64 models, and the
 parameters they leave must equal those of the reference implementation below to 1e-10 (they agree to ~1e-16). The
 reference shares no code with train.py or grpo.py: it runs the model on EACH ROW ALONE, unpadded, writes the clipped
 surrogate, the k3 KL, GAE and the aggregations as loops over rows and tokens, and steps with p <- p - lr * g by
-hand. Only the sampling is shared: which rows each update uses is `train.minibatches`' documented random split,
+hand. Only the sampling is shared: which rows each update uses is `rollouts.minibatches`' documented random split,
 reproduced here from a generator seeded like the one passed in.
 
     GRPO   DeepSeekMath (arXiv 2402.03300) Eq. 3, with Eq. 4's k3 estimator of the KL:
@@ -34,6 +34,9 @@ import grpo
 import train
 from model import Critic
 from test_grpo import EOS, PAD, PROMPTS, rollout, tiny
+import sft
+import rollouts
+import config
 
 F64 = torch.float64
 MAX_NEW = 8  # the generation budget of the rollouts below
@@ -42,12 +45,12 @@ SCORES = [1.0, 0.0, 0.5, 2.0, 0.0, 1.0]  # the completions' scores r_phi(q, o): 
 SEED = 3  # the seed of the generator that draws the minibatches
 
 
-def sampled_rollouts(policy) -> train.Rollouts:
+def sampled_rollouts(policy) -> rollouts.Rollouts:
     """The policy's samples for test_grpo's 6 PROMPTS (B = 3, G = 2), of lengths 8, 7, 3, 2, 8, 3: row 4 hit the budget
     (truncated), row 0 wrote its EOS as its 8th token (full length, not truncated), the others ended early."""
     r = rollout(policy, PROMPTS, max_new_tokens=MAX_NEW, seed=5)
     assert r.mask.sum(-1).tolist() == [8, 7, 3, 2, 8, 3] and r.truncated.tolist() == [False] * 4 + [True, False]
-    return train.Rollouts(problems=[None] * 3, prompts=PROMPTS, ids=r.ids, mask=r.mask, truncated=r.truncated,
+    return rollouts.Rollouts(problems=[None] * 3, prompts=PROMPTS, ids=r.ids, mask=r.mask, truncated=r.truncated,
                           texts=[""] * 6, rewards=torch.tensor(SCORES, dtype=F64).view(3, 2),
                           correct=torch.zeros(3, 2))
 
@@ -76,7 +79,7 @@ def state_values(critic, prompt, completion):
 
 
 def minibatch_rows(n, k, generator):
-    """The documented sampling of `train.minibatches`: a random order of the n rows (torch.randperm), cut into
+    """The documented sampling of `rollouts.minibatches`: a random order of the n rows (torch.randperm), cut into
     min(k, n) consecutive parts whose sizes differ by at most one, the larger ones first."""
     order = torch.randperm(n, generator=generator).tolist()
     k = min(k, n)
@@ -311,23 +314,23 @@ GRPO_CASES = {  # TrainConfig fields over GRPO_BASE
 }
 
 
-def run_policy_update(policy, ref, roll, adv, cfg):
-    """train.policy_update with SGD at GRPO_LR on a copy of policy -> (the copy, the returned statistics)."""
+def run_grpo_update(policy, ref, roll, adv, cfg):
+    """train.grpo_update with SGD at GRPO_LR on a copy of policy -> (the copy, the returned statistics)."""
     updated = copy.deepcopy(policy)
-    stats = train.policy_update(updated, ref, torch.optim.SGD(updated.parameters(), lr=GRPO_LR), roll, adv, cfg,
-                                "cpu", torch.Generator().manual_seed(SEED))
+    models = train.RLModels(updated, ref, torch.optim.SGD(updated.parameters(), lr=GRPO_LR))
+    stats = train.grpo_update(models, roll, adv, cfg, "cpu", torch.Generator().manual_seed(SEED))
     return updated, stats
 
 
 @pytest.mark.parametrize("case", GRPO_CASES)
-def test_policy_update_equals_deepseekmath_eq_3_computed_token_by_token(case):
-    cfg = train.TrainConfig(**{**GRPO_BASE, **GRPO_CASES[case]})
+def test_grpo_update_equals_deepseekmath_eq_3_computed_token_by_token(case):
+    cfg = config.TrainConfig(**{**GRPO_BASE, **GRPO_CASES[case]})
     policy, ref = tiny(seed=0), tiny(seed=1)  # a reference that differs from the policy: k3 > 0
     roll = sampled_rollouts(policy)
     adv = grpo.broadcast_outcome_advantage(torch.tensor(ADV, dtype=F64), roll.mask)  # A_{i,t} = A_i
     expected, updates = grpo_by_hand(policy, ref, roll, adv, cfg, GRPO_LR)
 
-    updated, stats = run_policy_update(policy, ref if cfg.kl_coef > 0 else None, roll, adv, cfg)  # beta 0: no pi_ref
+    updated, stats = run_grpo_update(policy, ref if cfg.kl_coef > 0 else None, roll, adv, cfg)  # beta 0: no pi_ref
     assert_same_parameters(updated, expected, policy)
     assert_same_statistics(stats, updates, GRPO_STATS + (("kl",) if cfg.kl_coef > 0 else ()))
     assert stats["updates"] == cfg.mu * min(cfg.minibatches, 6)
@@ -344,14 +347,14 @@ def test_policy_update_equals_deepseekmath_eq_3_computed_token_by_token(case):
         assert min(u["grad_norm"] for u in updates) > cfg.grad_clip
 
 
-def test_policy_update_with_per_token_advantages_equals_the_reference():
+def test_grpo_update_with_per_token_advantages_equals_the_reference():
     """Process supervision gives every token its own A_{i,t} (DeepSeekMath §4.1.3): each token's own is used."""
-    cfg = train.TrainConfig(**{**GRPO_BASE, **dict(mu=2, minibatches=2, kl_coef=0.1)})
+    cfg = config.TrainConfig(**{**GRPO_BASE, **dict(mu=2, minibatches=2, kl_coef=0.1)})
     policy, ref = tiny(seed=0), tiny(seed=1)
     roll = sampled_rollouts(policy)
     adv = torch.randn(roll.ids.shape, dtype=F64, generator=torch.Generator().manual_seed(0)) * roll.mask
     expected, updates = grpo_by_hand(policy, ref, roll, adv, cfg, GRPO_LR)
-    updated, stats = run_policy_update(policy, ref, roll, adv, cfg)
+    updated, stats = run_grpo_update(policy, ref, roll, adv, cfg)
     assert_same_parameters(updated, expected, policy)
     assert_same_statistics(stats, updates, GRPO_STATS + ("kl",))
 
@@ -359,7 +362,7 @@ def test_policy_update_with_per_token_advantages_equals_the_reference():
 def test_rl_update_with_grpo_learns_from_the_group_normalised_rewards():
     """train.rl_update: outcome advantages A_i = (r_i - mean) / (std + 1e-6) within each group of G (population
     std, DeepSeekMath §4.1.2), then the update of Eq. 3."""
-    cfg = train.TrainConfig(**{**GRPO_BASE, **dict(mu=2, minibatches=2, kl_coef=0.1)})
+    cfg = config.TrainConfig(**{**GRPO_BASE, **dict(mu=2, minibatches=2, kl_coef=0.1)})
     policy, ref = tiny(seed=0), tiny(seed=1)
     roll = sampled_rollouts(policy)
     A = []
@@ -416,7 +419,7 @@ def critic_with_random_head(policy) -> Critic:
 
 @pytest.mark.parametrize("case", PPO_CASES)
 def test_ppo_update_equals_deepseekmath_eqs_1_2_with_gae_and_a_clipped_critic(case):
-    cfg = train.TrainConfig(**{**PPO_BASE, **PPO_CASES[case]})
+    cfg = config.TrainConfig(**{**PPO_BASE, **PPO_CASES[case]})
     policy, ref = tiny(seed=0), tiny(seed=1)
     critic = critic_with_random_head(policy)
     roll = sampled_rollouts(policy)
@@ -485,10 +488,10 @@ def relative_difference(a, b, start):
 @pytest.mark.parametrize("grad_clip", [0.0, 0.1])
 def test_sft_step_is_sgd_on_the_mean_nll_of_the_completion_tokens_only(grad_clip):
     model, lr, idx = tiny(seed=0), 0.5, [2, 0, 1]  # 3 examples of different lengths: the batch has padding
-    x, y, mask = train.sft_batch(SFT_EXAMPLES, idx, "cpu")
+    x, y, mask = sft.sft_batch(SFT_EXAMPLES, idx, "cpu")
     expected, expected_loss = sft_by_hand(model, SFT_EXAMPLES, idx, lr, grad_clip)
     updated = copy.deepcopy(model)
-    loss, norm = train.sft_step(updated, torch.optim.SGD(updated.parameters(), lr=lr), x, y, mask, grad_clip, "cpu")
+    loss, norm = sft.sft_step(updated, torch.optim.SGD(updated.parameters(), lr=lr), x, y, mask, grad_clip, "cpu")
     # completion_loss takes the cross-entropy in float32, so the step agrees to float32's precision, not 1e-10
     assert loss == pytest.approx(expected_loss, rel=1e-6)
     assert relative_difference(updated, expected, model) < 1e-5
@@ -508,5 +511,5 @@ def test_consecutive_sft_steps_each_start_from_a_zero_gradient():
     updated = copy.deepcopy(model)
     optimizer = torch.optim.SGD(updated.parameters(), lr=lr)
     for idx in ([2, 0], [1]):
-        train.sft_step(updated, optimizer, *train.sft_batch(SFT_EXAMPLES, idx, "cpu"), 0.0, "cpu")
+        sft.sft_step(updated, optimizer, *sft.sft_batch(SFT_EXAMPLES, idx, "cpu"), 0.0, "cpu")
     assert relative_difference(updated, expected, model) < 1e-5

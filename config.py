@@ -1,0 +1,240 @@
+"""Every flag of train.py, grouped (run, data, model, SFT, RL, rewards, evaluation, PPO), and the presets.
+
+Each field of `TrainConfig` is a flag (`--name VALUE`) with one line of help (`python train.py --help`).
+`PRESETS` are plain sets of defaults (`--preset NAME`); flags given on the command line override them.
+`parse_config` reads the command line and `check_config` refuses, in one line, a value out of range, an
+impossible combination, or a flag that would change nothing in the run it is given to (`ONLY_WITH`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+
+import grpo
+import tasks
+
+
+def opt(default, help: str):
+    """A config field with its --help line."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # run
+    out_dir: str = opt("runs/default", "where the checkpoints, metrics.jsonl and the resume point go")
+    resume: bool = opt(True, "continue the run in out_dir from its resume point, if any (false: start over)")
+    seed: int = opt(0, "seed of the data, the initial weights and every step's sampling")
+    device: str = opt("auto", "'auto' (cuda if present, else cpu), 'cpu' or 'cuda'")
+    threads: int = opt(0, "CPU threads for torch (0: torch's default)")
+    # data
+    task: str = opt("arithmetic", "'arithmetic', 'word' (GSM8K-style, generated) or 'gsm8k' (real files)")
+    gsm8k_dir: str = opt("", "folder with GSM8K's train.jsonl and test.jsonl, for --task gsm8k")
+    digits: int = opt(3, "arithmetic: most digits of each operand")
+    mul_digits: int = opt(1, "arithmetic: most digits of the second factor of a product")
+    min_ops: int = opt(2, "arithmetic: fewest operators per problem")
+    max_ops: int = opt(2, "arithmetic: most operators per problem")
+    n_train: int = opt(100_000, "training problems generated (none shared with the test split)")
+    n_test: int = opt(1000, "held-out problems in the test split")
+    template: str = opt("compact", "prompt template: 'compact' or 'r1' (DeepSeek-R1 Table 1, verbatim)")
+    vocab_size: int = opt(384, "BPE vocabulary size, at least 262 (the 256 bytes and 6 special tokens)")
+    # model
+    n_layer: int = opt(4, "Transformer blocks")
+    n_head: int = opt(4, "attention heads")
+    n_embd: int = opt(128, "model width")
+    max_seq_len: int = opt(0, "longest prompt + completion (0: from the data; design: Sequence lengths from the data)")
+    max_new_tokens: int = opt(0, "generation budget in evaluation and RL (0: 1.25x the longest worked solution)")
+    # stage 1: cold-start SFT
+    sft_steps: int = opt(1500, "optimizer steps of SFT")
+    sft_minutes: float = opt(0.0, "optional wall-clock budget of SFT in minutes (0: none, stop on sft_steps)")
+    batch_size: int = opt(64, "sequences per SFT step")
+    lr: float = opt(2e-3, "SFT's peak learning rate")
+    min_lr_ratio: float = opt(0.1, "SFT's final learning rate as a fraction of lr (cosine decay)")
+    warmup_steps: int = opt(100, "SFT's linear warm-up steps")
+    weight_decay: float = opt(0.1, "AdamW weight decay, on matrices only")
+    grad_clip: float = opt(1.0, "clip the global gradient norm to this (0: off)")
+    length_grouping: int = opt(1, "sort this many batches of examples by length before cutting them (1: off)")
+    sft_direct_frac: float = opt(0.5, "fraction of SFT targets that give the answer alone (design: Mixed cold start)")
+    eval_every: int = opt(400, "SFT steps between a checkpoint and a held-out evaluation")
+    eval_n: int = opt(200, "held-out problems in SFT's periodic evaluation (the final one uses all n_test)")
+    # stage 2: RL, GRPO (DeepSeekMath Algorithm 1) or its PPO baseline
+    rl: str = opt("grpo", "RL stage after SFT: 'grpo', 'ppo' (the baseline) or 'none' (SFT only)")
+    init_from: str = opt("", "skip SFT and start RL from this checkpoint folder (e.g. runs/default/sft)")
+    rl_steps: int = opt(100, "RL steps, each on prompts_per_step x group_size completions")
+    rl_minutes: float = opt(0.0, "optional wall-clock budget of RL in minutes (0: none, stop on rl_steps)")
+    prompts_per_step: int = opt(16, "B: training questions per RL step")
+    group_size: int = opt(8, "G: completions sampled per question")
+    temperature: float = opt(1.0, "rollout sampling temperature (R1: 1.0); every log-prob is taken at it")
+    top_p: float = opt(1.0, "rollout top-p (1: off, as R1)")
+    rl_lr: float = opt(3e-5, "RL learning rate, constant after rl_warmup_steps (as DAPO)")
+    rl_warmup_steps: int = opt(10, "RL linear warm-up steps")
+    kl_coef: float = opt(0.04, "beta, the KL penalty's weight (DeepSeekMath 0.04, R1 0.001, DAPO 0)")
+    clip_eps_low: float = opt(0.2, "clip range of the ratio below 1")
+    clip_eps_high: float = opt(0.2, "clip range of the ratio above 1 (DAPO clip-higher: 0.28)")
+    mu: int = opt(1, "policy updates per rollout: GRPO iterations (DeepSeekMath: 1)")
+    minibatches: int = opt(1, "minibatches per rollout, one optimizer step each (R1: 16)")
+    micro_batch: int = opt(0, "gradient accumulation: at most this many completions per backward (0: all)")
+    forward_chunk: int = opt(0, "at most this many completions per no-gradient pass or sampling call (0: all)")
+    iterations: int = opt(1, "I, outer iterations of Algorithm 1: the reference is reset at the start of each")
+    ref_reset_every: int = opt(0, "also reset the reference to the policy every N steps (R1: 400; 0: off)")
+    adv_scale: str = opt("group", "advantage normalisation: 'group' (GRPO), 'batch', 'none' (Dr. GRPO)")
+    std_ddof: int = opt(0, "std of the advantages: 0 population (default), 1 sample (torch, TRL)")
+    agg: str = opt("seq_mean", "loss aggregation: 'seq_mean' (GRPO), 'token_mean' (DAPO), 'constant' (Dr. GRPO)")
+    supervision: str = opt("outcome", "'outcome' (DeepSeekMath §4.1.2) or 'process' (rule-checked steps, §4.1.3)")
+    process_outcome: str = opt("none", "process: 'none' (the step rewards alone) or 'last_step' (the outcome too)")
+    dynamic_sampling: bool = opt(False, "drop groups whose rewards are all equal and refill (DAPO Eq. 11)")
+    overlong_filter: bool = opt(False, "mask out completions truncated at max_new_tokens (DAPO)")
+    # rewards (rewards.py)
+    reward_accuracy: float = opt(1.0, "weight of the accuracy reward (R1)")
+    reward_format: float = opt(1.0, "weight of the format reward (R1)")
+    reward_wrong: float = opt(0.0, "accuracy reward of a wrong answer: 0 (R1) or -1 (DAPO)")
+    reward_overlong: float = opt(0.0, "weight of the soft overlong penalty (DAPO Eq. 13)")
+    reward_language: float = opt(0.0, "weight of the language-consistency reward (R1)")
+    overlong_cache: int = opt(16, "L_cache of the soft overlong penalty, in tokens (L_max = max_new_tokens)")
+    # evaluation during RL
+    rl_eval_every: int = opt(50, "RL steps between a checkpoint and a held-out evaluation")
+    rl_eval_n: int = opt(500, "held-out problems in an RL evaluation")
+    pass_k: int = opt(8, "k of sampled pass@k and cons@k (1: skip)")
+    eval_temperature: float = opt(0.6, "sampling temperature of pass@k (R1's evaluation: 0.6)")
+    eval_top_p: float = opt(0.95, "top-p of pass@k sampling (R1's evaluation: 0.95)")
+    # the PPO baseline (--rl ppo): DeepSeekMath Eqs. 1-2 with GAE
+    gamma: float = opt(1.0, "PPO: discount of GAE (1: none)")
+    lam: float = opt(1.0, "PPO: lambda of GAE (design: PPO's gamma and lambda)")
+    vf_coef: float = opt(1.0, "PPO: weight of the value loss (design: The critic)")
+    value_clip: float = opt(0.2, "PPO: clip the value to +-this around its rollout-time value (0: off)")
+    critic_lr: float = opt(1e-3, "PPO: the critic's learning rate (design: The critic)")
+    whiten_adv: bool = opt(True, "PPO: normalise the advantages to mean 0, std 1 over the batch's tokens")
+
+
+PRESETS = {  # each a set of defaults; flags given on the command line override them
+    "default": {},
+    # SFT then GRPO in seconds: what the tests run
+    "smoke": dict(n_train=2000, n_test=50, n_layer=2, n_head=2, n_embd=32, sft_steps=30, batch_size=16,
+                  warmup_steps=5, eval_every=15, eval_n=20, vocab_size=300, out_dir="runs/smoke", rl_steps=4,
+                  rl="grpo", prompts_per_step=4, group_size=4, rl_eval_every=2, rl_eval_n=20, pass_k=2,
+                  max_new_tokens=48),
+    # SFT only on worked solutions, small batches: more optimizer steps in the same minutes
+    "sft": dict(rl="none", sft_direct_frac=0.0, sft_steps=6400, batch_size=16, n_head=8, out_dir="runs/sft"),
+    # the GSM8K-style word problems with a 25M-parameter model, for a GPU
+    "word": dict(task="word", n_layer=8, n_head=8, n_embd=512, vocab_size=1024, lr=1e-3, sft_steps=5000,
+                 batch_size=64, rl_steps=300, out_dir="runs/word"),
+    # the word problems at the default model size, on a CPU
+    "word_cpu": dict(task="word", vocab_size=512, max_new_tokens=192, batch_size=32, sft_steps=1350, rl_steps=80,
+                     pass_k=4, out_dir="runs/word_cpu"),
+}
+
+
+def parse_config(argv=None) -> TrainConfig:
+    """--preset NAME picks a set of defaults; every field is also a flag that overrides it."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--preset", default="default", choices=sorted(PRESETS))
+    known, _ = pre.parse_known_args(argv)
+    defaults = {**asdict(TrainConfig()), **PRESETS[known.preset]}
+    parser = argparse.ArgumentParser(description="Train a tiny reasoning model: SFT, then GRPO or PPO.",
+                                     parents=[pre])
+    for f in fields(TrainConfig):
+        kind = parse_bool if isinstance(f.default, bool) else type(f.default)
+        parser.add_argument(f"--{f.name}", type=kind, default=defaults[f.name], metavar=kind.__name__.upper(),
+                            help=f"{f.metadata['help']} (default: {defaults[f.name]})")
+    args = vars(parser.parse_args(argv))
+    args.pop("preset")
+    cfg = TrainConfig(**args)
+    try:
+        check_config(cfg, defaults)
+    except ValueError as e:
+        parser.error(str(e))
+    return cfg
+
+
+def parse_bool(text: str) -> bool:
+    """'true'/'false' (also 1/0, yes/no, on/off) -> bool, for --flag VALUE."""
+    value = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
+             "off": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a boolean: use true or false")
+    return value
+
+
+parse_bool.__name__ = "bool"  # argparse names the type in its error messages
+
+ALLOWED = {"task": ("arithmetic", "word", "gsm8k"), "device": ("auto", "cpu", "cuda"), "template": tuple(tasks.TEMPLATES),
+           "rl": ("grpo", "ppo", "none"), "adv_scale": grpo.SCALES, "agg": grpo.AGGREGATIONS,
+           "supervision": ("outcome", "process"), "std_ddof": (0, 1), "process_outcome": ("none", "last_step")}
+AT_LEAST_1 = ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer", "rl_steps",
+              "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every", "rl_eval_n",
+              "pass_k", "overlong_cache")
+AT_LEAST_0 = ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every", "micro_batch",
+              "forward_chunk", "max_new_tokens", "max_seq_len", "value_clip")
+POSITIVE = ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p", "vf_coef", "critic_lr")
+
+# Flags that act only in some runs: given (set to a value other than the default) anywhere else, they would be
+# silently ignored, so they are refused (design: A flag that changes nothing is refused).
+# flag -> (does it act in this run?, where it acts)
+ONLY_WITH = {
+    **{name: (lambda c: c.rl == "ppo", "--rl ppo")
+       for name in ("gamma", "lam", "vf_coef", "value_clip", "critic_lr", "whiten_adv")},
+    **{name: (lambda c: c.rl == "grpo", "--rl grpo")
+       for name in ("supervision", "std_ddof", "dynamic_sampling")},
+    "adv_scale": (lambda c: c.rl == "grpo" and c.supervision == "outcome", "--rl grpo --supervision outcome"),
+    "process_outcome": (lambda c: c.rl == "grpo" and c.supervision == "process", "--supervision process"),
+    "gsm8k_dir": (lambda c: c.task == "gsm8k", "--task gsm8k"),
+    **{name: (lambda c: c.task == "arithmetic", "--task arithmetic")
+       for name in ("digits", "mul_digits", "min_ops", "max_ops")},
+    **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
+       for name in ("n_train", "n_test")},
+}
+
+
+def check_config(cfg: TrainConfig, defaults: dict | None = None) -> None:
+    """ValueError, in one line, for a value out of range, an impossible combination or a flag that changes
+    nothing in this run (one set to a value other than its default in `defaults`, the preset's)."""
+    for name, values in ALLOWED.items():
+        if getattr(cfg, name) not in values:
+            raise ValueError(f"--{name} {getattr(cfg, name)!r}: allowed values are {', '.join(map(str, values))}")
+    for f in fields(cfg):
+        if isinstance(getattr(cfg, f.name), float) and not math.isfinite(getattr(cfg, f.name)):
+            raise ValueError(f"--{f.name} must be a finite number, got {getattr(cfg, f.name)}")
+    for names, ok, rule in ((AT_LEAST_1, lambda v: v >= 1, ">= 1"), (AT_LEAST_0, lambda v: v >= 0, ">= 0"),
+                            (POSITIVE, lambda v: v > 0, "> 0"), (("top_p", "eval_top_p"), lambda v: v <= 1, "<= 1"),
+                            (("gamma", "lam"), lambda v: 0 <= v <= 1, "in [0, 1]")):
+        for name in names:
+            if not ok(getattr(cfg, name)):
+                raise ValueError(f"--{name} must be {rule}, got {getattr(cfg, name)}")
+    defaults = asdict(TrainConfig()) if defaults is None else defaults
+    for name, (acts, where) in ONLY_WITH.items():
+        if getattr(cfg, name) != defaults[name] and not acts(cfg):
+            raise ValueError(f"--{name} {getattr(cfg, name)!r} has no effect here: it acts only with {where}")
+    check_combinations(cfg)
+
+
+def check_combinations(cfg: TrainConfig) -> None:
+    """ValueError for flags whose values are each fine but impossible together."""
+    if cfg.task == "gsm8k" and not cfg.gsm8k_dir:
+        raise ValueError("--task gsm8k needs --gsm8k_dir, the folder holding train.jsonl and test.jsonl")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available")
+    if not 0 <= cfg.sft_direct_frac < 1:
+        raise ValueError(f"--sft_direct_frac must be in [0, 1), got {cfg.sft_direct_frac}")
+    if cfg.reward_wrong >= 1:
+        raise ValueError(f"--reward_wrong must be below 1, the accuracy reward of a right answer, got {cfg.reward_wrong}")
+    if cfg.minibatches > cfg.prompts_per_step * cfg.group_size:
+        raise ValueError(f"--minibatches {cfg.minibatches} is more than the {cfg.prompts_per_step * cfg.group_size} "
+                         "completions of a step (prompts_per_step x group_size)")
+    if cfg.max_new_tokens and cfg.overlong_cache > cfg.max_new_tokens:
+        raise ValueError(f"--overlong_cache {cfg.overlong_cache} must be <= --max_new_tokens {cfg.max_new_tokens} "
+                         "(L_cache is the last part of the generation budget L_max)")
+    if cfg.init_from and not os.path.isdir(cfg.init_from):
+        raise ValueError(f"--init_from {cfg.init_from}: no such checkpoint directory")
+    if cfg.init_from and cfg.rl == "none":
+        raise ValueError("--init_from skips SFT and --rl none skips RL: nothing would run")
+    if cfg.rl == "grpo" and cfg.group_size < 2:
+        raise ValueError(f"--group_size {cfg.group_size}: GRPO compares the G completions of a question, so G >= 2")
+    if cfg.vocab_size < 262:
+        raise ValueError(f"--vocab_size must be >= 262 (the 256 byte tokens and 6 special tokens), got {cfg.vocab_size}")
+    if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2:
+        raise ValueError(f"--n_embd {cfg.n_embd} must split into --n_head {cfg.n_head} heads of even width")
