@@ -129,6 +129,12 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
 }
 
 
+# the first flag of each group of TrainConfig -> the group's heading in --help
+HELP_GROUPS = {"out_dir": "run", "task": "data", "n_layer": "model", "sft_steps": "stage 1: cold-start SFT",
+               "rl": "stage 2: RL (GRPO, or PPO with --rl ppo)", "reward_accuracy": "rewards (rewards.py)",
+               "rl_eval_every": "evaluation during RL", "gamma": "the PPO baseline (--rl ppo)"}
+
+
 def parse_config(argv=None) -> TrainConfig:
     """--preset NAME picks a set of defaults; every field is also a flag that overrides it."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -137,9 +143,12 @@ def parse_config(argv=None) -> TrainConfig:
     defaults = {**asdict(TrainConfig()), **PRESETS[known.preset]}
     parser = argparse.ArgumentParser(description="Train a tiny reasoning model: SFT, then GRPO or PPO.",
                                      parents=[pre])
+    group = parser
     for f in fields(TrainConfig):
+        if f.name in HELP_GROUPS:  # --help lists the flags under the headings of TrainConfig's comments
+            group = parser.add_argument_group(HELP_GROUPS[f.name])
         kind = parse_bool if isinstance(f.default, bool) else type(f.default)
-        parser.add_argument(f"--{f.name}", type=kind, default=defaults[f.name], metavar=kind.__name__.upper(),
+        group.add_argument(f"--{f.name}", type=kind, default=defaults[f.name], metavar=kind.__name__.upper(),
                             help=f"{f.metadata['help']} (default: {defaults[f.name]})")
     args = vars(parser.parse_args(argv))
     args.pop("preset")

@@ -5,6 +5,8 @@ import json
 import math
 import os
 
+import dataclasses
+import inspect
 from dataclasses import asdict
 
 import pytest
@@ -214,3 +216,21 @@ def test_sample_py_names_a_bad_flag_a_corrupt_tokenizer_and_a_question_too_long_
     with pytest.raises(SystemExit):
         sample.main([str(tmp_path), "--question", "hi", "--max_new_tokens", "4"])
     assert "tokenizer.json: not a readable tokenizer" in capsys.readouterr().err
+
+
+def test_help_lists_the_flags_under_their_groups(capsys):
+    with pytest.raises(SystemExit):
+        config.parse_config(["--help"])
+    out = capsys.readouterr().out
+    names = [f.name for f in dataclasses.fields(config.TrainConfig)]
+    # a group starts at the first field after each `# heading` comment of TrainConfig
+    source = inspect.getsource(config.TrainConfig).splitlines()
+    firsts = [next(line.split(":")[0].strip() for line in source[i + 1:] if not line.strip().startswith("#"))
+              for i, line in enumerate(source) if line.strip().startswith("#")]
+    assert list(config.HELP_GROUPS) == firsts
+    headings = [out.index(f"\n{heading}:\n") for heading in config.HELP_GROUPS.values()]
+    assert headings == sorted(headings)  # in TrainConfig's order
+    # each flag is listed after its group's heading and before the next group's
+    starts = [names.index(n) for n in config.HELP_GROUPS] + [len(names)]
+    for (lo, hi), at, end in zip(zip(starts, starts[1:]), headings, headings[1:] + [len(out)]):
+        assert all(at < out.index(f"  --{n} ") < end for n in names[lo:hi])
