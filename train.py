@@ -135,29 +135,29 @@ def reset_reference(step: int, cfg: TrainConfig) -> bool:
 def rl_step(models: RLModels, train, run: Run, step: int) -> dict:
     """One step of DeepSeekMath's Algorithm 1 (0-based `step`); its metrics record."""
     cfg, device, t_step, timer = run.cfg, run.device, time.perf_counter(), {}
-    if reset_reference(step, cfg):  # an outer iteration starts: pi_ref <- pi_theta
+    if reset_reference(step, cfg):  # 1. an outer iteration starts: pi_ref <- pi_theta
         models.ref.load_state_dict(models.policy.state_dict())
     lr = cfg.rl_lr * rl_lr_scale(step, cfg.rl_warmup_steps)
     set_lr(models.optimizer, lr)
     if models.critic_optimizer is not None:
         set_lr(models.critic_optimizer, cfg.critic_lr * rl_lr_scale(step, cfg.rl_warmup_steps))
     rng, generator = step_rng(cfg.seed, "rl", step), step_generator(cfg.seed, "rl", step, device)
-    # 1-2. B questions, G completions each from pi_old = pi_theta, and their rule-based rewards r_i
+    # 2-3. B questions, G completions each from pi_old = pi_theta, and their rule-based rewards r_i
     roll, first = rollouts.collect_rollouts(models.policy, run.tok, train, cfg, rng, generator, timer)
-    # 3-5. advantages, log pi_old and log pi_ref, mu epochs of minibatch updates (none if the batch is empty)
+    # 4-6. advantages, log pi_old and log pi_ref, mu epochs of minibatch updates (none if the batch is empty)
     update = rl_update(models, roll, run.tok, cfg, device, generator) if roll.rewards.numel() else {}
-    return dict(stage=cfg.rl, step=step + 1, lr=lr, **rollouts.rollout_stats(first, roll, cfg.std_ddof),  # 6. log
+    return dict(stage=cfg.rl, step=step + 1, lr=lr, **rollouts.rollout_stats(first, roll, cfg.std_ddof),  # the log
                 rollout_s=round(timer["rollout"], 3), reward_s=round(timer["reward"], 3),
                 step_s=round(time.perf_counter() - t_step, 3),
                 rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)
 
 
 def rl_update(models: RLModels, roll: rollouts.Rollouts, tok, cfg: TrainConfig, device: str, generator) -> dict:
-    """Steps 3-5 of an RL step, the only part where GRPO and PPO differ (grpo.py's table)."""
+    """Steps 4-6 of an RL step (README, "The algorithm"), the only part where GRPO and PPO differ."""
     if cfg.rl == "ppo":  # a critic and GAE; the KL penalty is in the reward
         return ppo_update(models, roll, cfg, device, generator)
     t = time.perf_counter()
-    adv = rollouts.advantages(roll, tok, cfg)  # 3. A_i = (r_i - mean(r)) / std(r) in its group, on every token
+    adv = rollouts.advantages(roll, tok, cfg)  # 4. A_i = (r_i - mean(r)) / std(r) in its group, on every token
     check_finite("advantages", adv)
     adv_s = round(time.perf_counter() - t, 3)
     return {**grpo_update(models, roll, adv, cfg, device, generator), "adv_s": adv_s}
@@ -165,7 +165,7 @@ def rl_update(models: RLModels, roll: rollouts.Rollouts, tok, cfg: TrainConfig, 
 
 def grpo_update(models: RLModels, roll: rollouts.Rollouts, adv: torch.Tensor, cfg: TrainConfig, device: str,
                 generator) -> dict:
-    """4. log pi_old and log pi_ref of the rollout, without gradient; 5. mu epochs of minibatch updates of the
+    """5. log pi_old and log pi_ref of the rollout, without gradient; 6. mu epochs of minibatch updates of the
     GRPO loss, -J_GRPO (DeepSeekMath Eq. 3: the clipped surrogate minus beta k3, averaged per completion).
     With one update per rollout (mu = 1, one minibatch: DeepSeekMath's setting) pi_old is the policy itself,
     so its log-probs are the policy's own, detached: the ratio is exactly 1 and a forward pass is saved."""
@@ -180,7 +180,7 @@ def grpo_update(models: RLModels, roll: rollouts.Rollouts, adv: torch.Tensor, cf
 
 
 def ppo_update(models: RLModels, roll: rollouts.Rollouts, cfg: TrainConfig, device: str, generator) -> dict:
-    """PPO's steps 3-5 (DeepSeekMath Eqs. 1-2): log pi_old and log pi_ref first, since the reward holds the
+    """PPO's steps 4-6 (DeepSeekMath Eqs. 1-2): log pi_old and log pi_ref first, since the reward holds the
     KL penalty; then the critic's values, the per-token rewards, GAE (ppo.advantages); then the same loop as
     GRPO's on -J_PPO (Eq. 1), each policy step followed by one of the critic on its value loss."""
     batch = rollouts.rollout_batch(models.policy, models.ref, roll, cfg, device, need_old=True)
