@@ -37,6 +37,7 @@ import pytest
 import torch
 
 import bench
+import explain
 import sample
 import config
 import tasks
@@ -106,6 +107,12 @@ def readme_commands(text: str, programs: tuple[str, ...] = PROGRAMS, source: str
 
 DOCS = [README] + sorted((REPO / "docs").glob("*.md"))  # the README first: the docs' commands may read its runs
 _SEEN: set = set()
+def place(c: Command) -> tuple[int, int]:
+    """Where a command stands in the reading order: README.md first, then docs/*.md; within a file, its line."""
+    files = [str(doc.relative_to(REPO)) for doc in DOCS]
+    return (files.index(c.source) if c.source in files else len(files), c.line)
+
+
 COMMANDS = [c for doc in DOCS for c in readme_commands(doc.read_text(encoding="utf-8"), PROGRAMS,
                                                        str(doc.relative_to(REPO)), _SEEN)]
 PYTHON = [c for c in COMMANDS if c.argv[0] == "python"]
@@ -379,9 +386,9 @@ class Workspace:
     def producer(self, c: Command, path: str) -> Command:
         """The first README command before c that writes `path` (a train.py run folder or stage checkpoint)."""
         makers = [m for m in TRAIN if path in train_outputs(self.substitute(m, m.args))]
-        earlier = [m for m in makers if m.line < c.line]
+        earlier = [m for m in makers if place(m) < place(c)]
         if not earlier:
-            later = "; only later ones do: " + ", ".join(f"line {m.line} `{m.text}`" for m in makers) if makers else ""
+            later = "; only later ones do: " + ", ".join(f"{m.source}:{m.line} `{m.text}`" for m in makers) if makers else ""
             pytest.fail(f"{c.source}:{c.line}: `{c.text}` reads {path}, which no earlier README command "
                         f"creates{later}. List the command that makes it before this one, or read a path an "
                         "earlier command writes.", pytrace=False)
@@ -621,6 +628,23 @@ def run_bench_command(c: Command, ws: Workspace, folder: Path) -> None:
         assert ran.out.count("$ ") == 3  # the checkpoint, then GRPO and PPO, each its own train.py process
 
 
+EXPLAIN_CAPS = {"--max_new_tokens": 8}  # a checkpoint's own budget (the tiny run's) would print every token it samples
+
+
+def run_explain_command(c: Command, ws: Workspace, folder: Path) -> None:
+    """explain.py: a run folder under runs/ is the tiny run of the README command that writes it (as for sample.py);
+    sampled completions are capped at EXPLAIN_CAPS tokens. It must print the rewards, the token rows and the loss."""
+    args = ws.substitute(c, c.args)
+    ws.provide_inputs(c, args, folder)
+    argv = args + [w for flag, cap in EXPLAIN_CAPS.items()
+                   if not sets(args, flag) or int(last_value(args, flag)) > cap for w in (flag, str(cap))]
+    ran = run_main(explain.main, argv, folder, f"{c.source}:{c.line}: {c.text}")
+    assert "1. Rewards r_i = " in ran.out and "\ncompletion 1: r = " in ran.out, ran.out[-2000:]
+    assert re.search(r"(policy )?loss = -J = -?\d+\.\d{4}", ran.out), ran.out[-2000:]
+    if any(w.startswith("runs/") for w in args):
+        assert "policy: runs/" in ran.out  # the checkpoint it was given, not the tiny untrained model
+
+
 def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
     """`python -m pytest -q` is the suite this file belongs to (running it here would recurse): check that it
     collects this file."""
@@ -632,6 +656,7 @@ def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
 
 
 RUNNERS = {"train.py": run_train_command, "sample.py": run_sample_command, "bench.py": run_bench_command,
+           "explain.py": run_explain_command,
            "-m pytest": run_pytest_command}
 
 
@@ -640,7 +665,8 @@ def test_readme_command_runs_at_a_tiny_size(command, workspace, tmp_path):
     runner = RUNNERS.get(command.program)
     assert runner, f"{command.source}:{command.line}: no runner for `{command.text}`"
     if {"-h", "--help"} & set(command.args):  # `python train.py --help`: prints its usage, exits 0
-        main = {"train.py": train.main, "sample.py": sample.main, "bench.py": bench.main}[command.program]
+        main = {"train.py": train.main, "sample.py": sample.main, "bench.py": bench.main,
+                "explain.py": explain.main}[command.program]
         out = io.StringIO()
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_:
             main(command.args)
