@@ -129,8 +129,10 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     Unbiased and >= 0; 0 exactly when the policies agree. d/dlogp k3 = 1 - r.
     Computed as expm1(log r) - log r (design: k3 via expm1).
     """
+    # BEGIN SOLUTION kl-and-clip: k3 = r - log r - 1, r = pi_ref / pi_theta, from log-probs, precisely
     log_r = ref_logp - logp  # log r = log pi_ref - log pi_theta
     return torch.expm1(log_r) - log_r  # k3 = (r - 1) - log r
+    # END SOLUTION kl-and-clip
 
 
 # ---------------------------------------------------------------------------------------------
@@ -147,6 +149,7 @@ def group_advantages(rewards: torch.Tensor, scale: str = "group", ddof: int = DD
     _check_choice("scale", scale, SCALES)
     if rewards.dim() != 2 or rewards.size(1) < 2:
         raise ValueError(f"rewards must be (B, G) with group_size G >= 2, got shape {tuple(rewards.shape)}")
+    # BEGIN SOLUTION advantages: centre each group, divide by its std + eps (scale, ddof); equal rewards: 0
     same = (rewards == rewards[:, :1]).all(-1, keepdim=True)  # (B, 1): one reward value in the group
     centred = torch.where(same, 0.0, rewards - rewards.mean(-1, keepdim=True))  # r_i - mean(r)
     if scale == "none":
@@ -156,6 +159,7 @@ def group_advantages(rewards: torch.Tensor, scale: str = "group", ddof: int = DD
     else:
         std = centred.std(correction=ddof)  # std over all B*G centred rewards, a scalar
     return torch.where(centred == 0, 0.0, centred / (std + eps))  # A_i; the where keeps eps=0 NaN-free
+    # END SOLUTION advantages
 
 
 def rloo_advantages(rewards: torch.Tensor) -> torch.Tensor:
@@ -214,7 +218,9 @@ def dynamic_sampling_filter(rewards: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 def policy_ratio(logp: torch.Tensor, old_logp: torch.Tensor) -> torch.Tensor:
     """rho_{i,t} = pi_theta(o_{i,t}|q,o_{i,<t}) / pi_old(o_{i,t}|q,o_{i,<t})   (DeepSeekMath Eqs. 1, 3)."""
+    # BEGIN SOLUTION kl-and-clip: rho = pi_theta / pi_old, from log-probs
     return torch.exp(logp - old_logp)  # rho_{i,t} = pi_theta / pi_old
+    # END SOLUTION kl-and-clip
 
 
 def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_eps_low: float = 0.2,
@@ -224,9 +230,11 @@ def clipped_surrogate(ratio: torch.Tensor, adv: torch.Tensor, clip_eps_low: floa
     eps_high defaults to eps_low (design: Symmetric clip by default). For A > 0 the gradient vanishes once
     rho > 1 + eps_high, for A < 0 once rho < 1 - eps_low.
     """
+    # BEGIN SOLUTION kl-and-clip: min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A)
     clip_eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
     clipped = ratio.clamp(1 - clip_eps_low, 1 + clip_eps_high)  # clip(rho, 1 - eps_low, 1 + eps_high)
     return torch.minimum(ratio * adv, clipped * adv)  # min(rho A, clip(rho) A)
+    # END SOLUTION kl-and-clip
 
 
 def clip_fraction(ratio: torch.Tensor, adv: torch.Tensor, mask: torch.Tensor, clip_eps_low: float = 0.2,
@@ -246,6 +254,7 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean
         constant    1/(N * max_len) sum_i sum_t x_{i,t}      Dr. GRPO (max_len = the generation budget)
     """
     _check_choice("mode", mode, AGGREGATIONS)
+    # BEGIN SOLUTION aggregation: seq_mean, token_mean and constant, as the docstring writes them
     if mode == "seq_mean":
         per_row = masked_mean(per_token, mask, dim=-1)  # 1/|o_i| sum_t x_{i,t}, (N,)
         return masked_mean(per_row, mask.any(-1))  # mean over the rows that have tokens
@@ -254,6 +263,7 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean
     if max_len is None:
         raise ValueError("mode='constant' needs max_len (Dr. GRPO divides by the generation budget)")
     return masked_sum(per_token, mask) / (mask.size(0) * max_len)  # sum_{i,t} x / (N * L_max)
+    # END SOLUTION aggregation
 
 
 def aggregate_weight(part_mask: torch.Tensor, whole_mask: torch.Tensor, mode: str = "seq_mean") -> float:
@@ -377,6 +387,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
     (design: Terminal completion end). Returns (advantages, returns = advantages + values), both (N, T), 0 off
     the mask.
     """
+    # BEGIN SOLUTION gae: a reverse scan A_t = delta_t + gamma lam A_{t+1}; returns = A + V
     zero = torch.zeros((), dtype=values.dtype)
     r = torch.where(mask, rewards, zero)
     v = torch.where(mask, values.detach(), zero)  # V = 0 past the end, so V(s_{|o|+1}) = 0
@@ -387,6 +398,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: 
         next_adv = delta + gamma * lam * next_adv  # A_t = delta_t + gamma lam A_{t+1}
         adv[:, t], next_v = next_adv, v[:, t]
     return adv, torch.where(mask, adv + v, zero)  # returns R_t = A_t + V(s_t)
+    # END SOLUTION gae
 
 
 def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
@@ -474,9 +486,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     """
     if not (0 <= c <= n and 1 <= k <= n):
         raise ValueError(f"need 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    # BEGIN SOLUTION pass-at-k: 1 - C(n-c, k) / C(n, k), as a product, without huge binomials
     if n - c < k:
         return 1.0  # every k-subset contains a correct sample
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))  # 1 - C(n-c,k)/C(n,k)
+    # END SOLUTION pass-at-k
 
 
 def majority_vote(answers: list) -> object | None:
@@ -491,8 +505,10 @@ def majority_vote(answers: list) -> object | None:
     pass@k - cons@k is what RL must teach. Pass parsed values (rewards.parse_number) so that "12" and
     "12.0" are one answer.   [3, 5, 3, None] -> 3;  [5, 3] -> 5;  [None, None] -> None
     """
+    # BEGIN SOLUTION pass-at-k: the most common non-None answer, ties to the first seen; None if there is none
     counts: dict = {}
     for a in answers:
         if a is not None:
             counts[a] = counts.get(a, 0) + 1  # dicts keep insertion order, so ties go to the first seen
     return max(counts, key=counts.get) if counts else None
+    # END SOLUTION pass-at-k

@@ -189,6 +189,7 @@ def extract_answer(text: str) -> str | None:
     """
     if not isinstance(text, str):
         return None
+    # BEGIN SOLUTION rewards: exactly one answer marker holding one number (_single_number), else None
     n_open, n_close = text.count(ANSWER_OPEN), text.count(ANSWER_CLOSE)
     n_boxed, n_hashes = text.count(BOXED), text.count(HASHES)
     if n_open + n_boxed + n_hashes != 1:  # no answer, or more than one: refuse, never guess
@@ -204,6 +205,7 @@ def extract_answer(text: str) -> str | None:
     if n_boxed:
         return _single_number(_boxed_content(text, text.find(BOXED) + len(BOXED)))
     return _single_number(_rest_of_line(text, text.find(HASHES) + len(HASHES)))
+    # END SOLUTION rewards
 
 
 # ----------------------------------------------------------------------------- outcome rewards
@@ -229,6 +231,7 @@ def format_reward(completion: str) -> float:
     " <think> 2+2=4 </think> <answer> 4 </answer>" -> 1.0;   "<think> 2+2=4 </think> 4" -> 0.0
     "<think> a </think> <answer> 4 </answer> <answer> 5 </answer>" -> 0.0
     """
+    # BEGIN SOLUTION rewards: 1.0 iff <think>..</think> <answer>..</answer>, tags once, spaces around
     if not isinstance(completion, str) or any(completion.count(tag) != 1 for tag in TEMPLATE_TAGS):
         return 0.0
     think, think_end, answer, answer_end = (completion.find(tag) for tag in TEMPLATE_TAGS)
@@ -240,6 +243,7 @@ def format_reward(completion: str) -> float:
         completion[answer_end + len(ANSWER_CLOSE) :],
     )
     return 1.0 if all(part.strip() == "" for part in outside) else 0.0
+    # END SOLUTION rewards
 
 
 def is_ascii_word(word: str) -> bool:

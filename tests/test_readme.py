@@ -43,6 +43,10 @@ import config
 import tasks
 import train
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "classroom"))
+import grade  # noqa: E402  (classroom/grade.py)
+import make_student_copy  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 SHELL_BLOCKS = ("bash", "sh", "shell", "console")
@@ -645,6 +649,23 @@ def run_explain_command(c: Command, ws: Workspace, folder: Path) -> None:
         assert "policy: runs/" in ran.out  # the checkpoint it was given, not the tiny untrained model
 
 
+def run_classroom_command(c: Command, ws: Workspace, folder: Path) -> None:
+    """classroom/make_student_copy.py OUT and classroom/grade.py [--repo OUT] [names], run from a folder `repo`
+    inside the case's folder, so that OUT (e.g. ../tiny-grpo-student) lands in the case's folder. grade.py on this
+    repository must give full points; with --repo, on a student copy made there first, zero."""
+    here = folder / "repo"
+    here.mkdir()
+    if c.program == "classroom/make_student_copy.py":
+        ran = run_main(make_student_copy.main, c.args, here, f"{c.source}:{c.line}: {c.text}")
+        assert "no solution line left in it" in ran.out and (here / positional(c.args) / "grpo.py").is_file()
+        return
+    repo = last_value(c.args, "--repo")
+    if repo:
+        make_student_copy.make_copy(str(here / repo))
+    ran = run_main(grade.main, c.args, here, f"{c.source}:{c.line}: {c.text}")
+    assert ran.result and all((got == 0) if repo else (got == total) for got, total in ran.result.values()), ran.out
+
+
 def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
     """`python -m pytest -q` is the suite this file belongs to (running it here would recurse): check that it
     collects this file."""
@@ -656,7 +677,8 @@ def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
 
 
 RUNNERS = {"train.py": run_train_command, "sample.py": run_sample_command, "bench.py": run_bench_command,
-           "explain.py": run_explain_command,
+           "explain.py": run_explain_command, "classroom/grade.py": run_classroom_command,
+           "classroom/make_student_copy.py": run_classroom_command,
            "-m pytest": run_pytest_command}
 
 
