@@ -110,10 +110,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Ten
 
     q (B, H, Tq, Dh); k, v (B, H, Tk, Dh); mask (B, 1, Tq, Tk) bool, True where a query may look.
     """
+    # BEGIN SOLUTION kv-cache: scores q k^T / sqrt(Dh), -inf where the mask is False, softmax in fp32, times v
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, H, Tq, Tk)
     scores = scores.masked_fill(~mask, float("-inf"))  # -inf so masked keys get exactly 0 weight
     weights = F.softmax(scores.float(), dim=-1).type_as(q)
     return weights @ v  # (B, H, Tq, Dh)
+    # END SOLUTION kv-cache
 
 
 def attention_mask(valid: torch.Tensor, n_query: int) -> torch.Tensor:
@@ -151,10 +153,12 @@ class KVCache:
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write the new keys/values (B, H, Tnew, Dh) and return all of them so far."""
+        # BEGIN SOLUTION kv-cache: write k, v at columns length .. length + Tnew of this layer; return columns 0 .. end
         start, end = self.length, self.length + k.size(2)
         self.k[layer][:, :, start:end] = k
         self.v[layer][:, :, start:end] = v
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+        # END SOLUTION kv-cache
 
 
 class SelfAttention(nn.Module):
@@ -254,7 +258,9 @@ class Transformer(nn.Module):
         for layer, block in enumerate(self.blocks):
             x = block(x, cos, sin, mask, cache, layer)
         if cache is not None:
+            # BEGIN SOLUTION kv-cache: every layer has written these T positions: move the cache's write column on
             cache.length += T
+            # END SOLUTION kv-cache
         return self.norm(x)  # (B, T, D)
 
 

@@ -234,8 +234,10 @@ def combine_stats(parts: list[tuple[float, dict]]) -> dict:
 def minibatches(n_rows: int, k: int, generator: torch.Generator | None) -> tuple[torch.Tensor, ...]:
     """The n_rows rows of a rollout in random order, cut into exactly min(k, n_rows) minibatches whose sizes
     differ by at most one (120 rows into 16: 8 of 8 and 8 of 7), so every minibatch is one optimizer step."""
+    # BEGIN SOLUTION algorithm-1: a random permutation (from the generator, on its device) cut into min(k, n) parts
     device = generator.device if generator is not None else "cpu"
     return torch.randperm(n_rows, generator=generator, device=device).tensor_split(min(k, n_rows))
+    # END SOLUTION algorithm-1
 
 
 def rollout_stats(first: Rollouts, roll: Rollouts, std_ddof: int) -> dict:

@@ -127,16 +127,20 @@ def make_rl_models(policy, cfg: TrainConfig) -> RLModels:
 def reset_reference(step: int, cfg: TrainConfig) -> bool:
     """Whether pi_ref <- pi_theta before RL step `step` (0-based): at the start of each of the `iterations`
     outer iterations of Algorithm 1, and every ref_reset_every steps if set (R1: every 400 steps)."""
+    # BEGIN SOLUTION algorithm-1: never at step 0; at multiples of ceil(rl_steps / iterations), or of ref_reset_every
     steps_per_iteration = math.ceil(cfg.rl_steps / cfg.iterations)
     return step > 0 and (step % steps_per_iteration == 0 or bool(cfg.ref_reset_every)
                          and step % cfg.ref_reset_every == 0)
+    # END SOLUTION algorithm-1
 
 
 def rl_step(models: RLModels, train, run: Run, step: int) -> dict:
     """One step of DeepSeekMath's Algorithm 1 (0-based `step`); its metrics record."""
     cfg, device, t_step, timer = run.cfg, run.device, time.perf_counter(), {}
     if reset_reference(step, cfg):  # 1. an outer iteration starts: pi_ref <- pi_theta
+        # BEGIN SOLUTION algorithm-1: copy the policy's weights into the reference model
         models.ref.load_state_dict(models.policy.state_dict())
+        # END SOLUTION algorithm-1
     lr = cfg.rl_lr * rl_lr_scale(step, cfg.rl_warmup_steps)
     set_lr(models.optimizer, lr)
     if models.critic_optimizer is not None:
@@ -208,7 +212,9 @@ def minibatch_updates(models: RLModels, batch: rollouts.Batch, policy_loss, cfg:
                 weight = grpo.aggregate_weight(batch.loss_mask[part], batch.loss_mask[rows], cfg.agg)
                 with autocast(device):
                     logp = batch.logprobs(models.policy, part, cfg.temperature)  # log pi_theta, with gradient
+                    # BEGIN SOLUTION algorithm-1: log pi_old of these rows: frozen at rollout time, if it was stored
                     old = logp.detach() if batch.old_logp is None else batch.old_logp[part]  # log pi_old
+                    # END SOLUTION algorithm-1
                     entropy += grpo.masked_sum(-old.double(), batch.mask[part]).item()  # (design: Entropy)
                     loss, stats = policy_loss(logp, old, part)
                 check_finite("loss", loss)

@@ -38,12 +38,14 @@ def grade(repo: str, names: list[str] | None = None) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         results = os.path.join(tmp, "results.json")
         env = {**os.environ, "CLASSROOM_RESULTS": results, "OMP_NUM_THREADS": "1"}
-        subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", *files],
-                       cwd=repo, env=env, capture_output=True, text=True)
-        if not os.path.exists(results):
-            raise SystemExit(f"error: the graders did not run in {repo} (is it a copy of this repository?)")
-        with open(results) as f:
-            return json.load(f)
+        ran = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+                              *files], cwd=repo, env=env, capture_output=True, text=True)
+        parts = json.load(open(results)) if os.path.exists(results) else []
+        if not parts:  # pytest could not run a single graded test: a missing package, a syntax error, ...
+            raise SystemExit(f"error: no graded test ran in {repo} (is it a copy of this repository, and are its "
+                             f"requirements installed in {sys.executable}?); pytest said:\n"
+                             + "\n".join((ran.stdout + ran.stderr).strip().splitlines()[-15:]))
+        return parts
 
 
 def scores(parts: list[dict]) -> dict[str, tuple[int, int]]:

@@ -5,7 +5,7 @@ A region is a run of lines inside a function between two comment lines at the sa
 what the student's stub will say. `find_regions` lists them (an unmatched or nested marker is an error
 naming the file and line); `blank` replaces each by a comment and `raise NotImplementedError` with the hint,
 so the module still imports and only what calls the blanked code fails. The assignment's name is the statement's file name without its number
-(classroom/assignments/01_advantages.md -> advantages).
+(classroom/assignments/03_advantages.md -> advantages).
 """
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ def find_regions(text: str, path: str = "<text>") -> list[Region]:
     return out
 
 
-def blank(text: str, path: str = "<text>") -> str:
-    """The text with every region replaced by its stub."""
+def blank(text: str, path: str = "<text>", names: set[str] | None = None) -> str:
+    """The text with every region (of the assignments in `names`; None: all) replaced by its stub."""
     lines = text.split("\n")
     for region in reversed(find_regions(text, path)):
-        lines[region.start:region.end + 1] = region.stub()
+        if names is None or region.name in names:
+            lines[region.start:region.end + 1] = region.stub()
     return "\n".join(lines)

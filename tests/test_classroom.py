@@ -10,6 +10,7 @@ import glob
 import os
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import pytest
 
@@ -20,12 +21,13 @@ import grade  # noqa: E402
 import make_student_copy  # noqa: E402
 import regions  # noqa: E402
 
-SOURCE = '''def f(x):
+BEGIN, END = "# BEGIN " + "SOLUTION", "# END " + "SOLUTION"  # split, so no line of this file is a marker
+SOURCE = f'''def f(x):
     """doc"""
-    # BEGIN SOLUTION demo: return twice x
+    {BEGIN} demo: return twice x
     y = 2 * x
     return y
-    # END SOLUTION demo
+    {END} demo
 
 
 def g():
@@ -64,7 +66,7 @@ def test_every_assignment_has_a_statement_a_grader_and_solution_regions():
     graders = set(grade.assignments(ROOT))
     marked = {r.name for p in glob.glob(os.path.join(ROOT, "*.py"))
               for r in regions.find_regions(open(p, encoding="utf-8").read(), p)}
-    assert len(graders) >= 6 and statements == graders == marked
+    assert len(graders) >= 8 and statements == graders == marked
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +96,22 @@ def test_the_student_copy_holds_no_solution_line_and_no_history(student_copy):
     assert not any(regions.find_regions(open(os.path.join(out, p), encoding="utf-8").read(), p) for p in blanked)
 
 
-def test_the_student_copy_imports_and_runs_what_does_not_use_the_blanked_code(student_copy):
+def project_tests(folder: str, files: list[str], tmp_path) -> tuple[int, dict[str, str]]:
+    """Run some of the project's tests in a folder: (tests passed, {failed test: its error message})."""
+    report = str(tmp_path / "report.xml")
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-o", "addopts=-p no:cacheprovider", f"--junit-xml={report}",
+                    *files], cwd=folder, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    cases = list(ElementTree.parse(report).getroot().iter("testcase"))
+    failed = {c.get("name"): (c.find("failure") if c.find("failure") is not None else c.find("error")).get("message")
+              for c in cases if c.find("failure") is not None or c.find("error") is not None}
+    return sum(c.find("skipped") is None for c in cases) - len(failed), failed
+
+
+PROJECT_TESTS = ["tests/test_model.py", "tests/test_tasks.py", "tests/test_rewards.py", "tests/test_grpo.py",
+                 "tests/test_rollouts.py"]
+
+
+def test_the_student_copy_imports_and_runs_what_does_not_use_the_blanked_code(student_copy, tmp_path):
     out, _ = student_copy
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = lambda *args: subprocess.run([sys.executable, *args], cwd=out, env=env, capture_output=True, text=True)
@@ -102,9 +119,43 @@ def test_the_student_copy_imports_and_runs_what_does_not_use_the_blanked_code(st
                         "tasks, word_problems, model, grpo, rewards")
     assert imports.returncode == 0, imports.stderr
     assert run("train.py", "--help").returncode == 0
-    model_tests = run("-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_model.py")
-    assert model_tests.returncode == 0, model_tests.stdout[-2000:]
     assert "NotImplementedError" in run("-c", "import grpo; grpo.pass_at_k(5, 2, 1)").stderr
+    # the project's tests: every one that fails, fails on a stub, and many do not touch one
+    passed, failed = project_tests(out, PROJECT_TESTS, tmp_path)
+    assert passed > 150 and len(failed) > 20
+    assert all(m.startswith("NotImplementedError") and "(see classroom/assignments/)" in m
+               for m in failed.values()), {k: v for k, v in failed.items() if not v.startswith("NotImplementedError")}
+
+
+def test_the_student_copy_leaves_out_the_tests_that_re_derive_the_solutions(student_copy):
+    out, _ = student_copy
+    assert os.path.exists(os.path.join(ROOT, "tests", "test_updates.py"))
+    assert make_student_copy.left_out(ROOT, "tests/test_updates.py")
+    assert not os.path.exists(os.path.join(out, "tests", "test_updates.py"))
+    assert os.path.exists(os.path.join(out, "tests", "test_grpo.py"))
+
+
+def test_a_copy_of_one_assignment_blanks_only_its_regions(tmp_path):
+    out = str(tmp_path / "hw1")
+    blanked = make_student_copy.make_copy(out, ROOT, only=["kv-cache"])
+    assert blanked == {"model.py": 3}
+    got = grade.scores(grade.grade(out))
+    assert got.pop("kv-cache")[0] == 0 and all(points == total for points, total in got.values()), got
+    secrets = make_student_copy.solution_lines(ROOT, make_student_copy.source_files(ROOT), {"kv-cache"})
+    assert secrets and make_student_copy.leaked(out, secrets) == []
+    passed, failed = project_tests(out, ["tests/test_grpo.py", "tests/test_model.py"], tmp_path)
+    assert failed and all("kv-cache:" in m for m in failed.values()) and passed > 50
+    with pytest.raises(SystemExit, match="no such assignment; there are: kv-cache, rewards"):
+        make_student_copy.make_copy(str(tmp_path / "x"), ROOT, only=["kv-cache", "attention"])
+
+
+def test_grading_a_folder_where_no_grader_can_run_is_an_error_with_pytests_words(tmp_path):
+    graders = tmp_path / "classroom" / "graders"
+    graders.mkdir(parents=True)
+    (graders / "conftest.py").write_text(open(os.path.join(ROOT, "classroom", "graders", "conftest.py")).read())
+    (graders / "test_01_demo.py").write_text("import no_such_module\n\n\ndef test_x():\n    pass\n")
+    with pytest.raises(SystemExit, match="(?s)no graded test ran in .*No module named 'no_such_module'"):
+        grade.grade(str(tmp_path))
 
 
 def test_the_copy_refuses_an_existing_folder(tmp_path):

@@ -1,3 +1,4 @@
+# classroom: not in the student copy (it re-derives the assignments' solutions, independently of the code)
 """Every learning update of train.py against an independent implementation written here, one token at a time.
 
 `grpo_update` (GRPO), `ppo_update` (PPO) and `sft_step` (SFT) run with plain SGD on float64 models, and the

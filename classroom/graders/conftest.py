@@ -1,6 +1,6 @@
 """The graders' points: `@pytest.mark.points(n)` on a test gives it n points, all or nothing.
 
-The assignment of a test is its file's name: test_01_advantages.py -> advantages. When the environment variable
+The assignment of a test is its file's name: test_03_advantages.py -> advantages. When the environment variable
 CLASSROOM_RESULTS names a file, every graded test's result is written there as JSON (classroom/grade.py reads it).
 """
 

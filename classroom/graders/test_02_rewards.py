@@ -1,4 +1,4 @@
-"""Grader of assignment 4, rule-based rewards: DeepSeek-R1's format reward and the answer extraction."""
+"""Grader of assignment 2, rule-based rewards: DeepSeek-R1's format reward and the answer extraction."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""Grader of assignment 3, the loss aggregations: GRPO's, DAPO's token-mean and Dr. GRPO's constant."""
+"""Grader of assignment 5, the loss aggregations: GRPO's, DAPO's token-mean and Dr. GRPO's constant."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Grader of assignment 1, group-relative advantages (grpo.group_advantages; DeepSeekMath §4.1.2)."""
+"""Grader of assignment 3, group-relative advantages (grpo.group_advantages; DeepSeekMath §4.1.2)."""
 
 import pytest
 import torch

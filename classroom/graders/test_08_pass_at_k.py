@@ -1,4 +1,4 @@
-"""Grader of assignment 6, evaluation: the unbiased pass@k (Chen et al. 2021) and majority voting (cons@k)."""
+"""Grader of assignment 8, evaluation: the unbiased pass@k (Chen et al. 2021) and majority voting (cons@k)."""
 
 import math
 from fractions import Fraction

@@ -1,4 +1,4 @@
-"""Grader of assignment 5, generalised advantage estimation for PPO's critic (GAE; DAPO Eqs. 2-3)."""
+"""Grader of assignment 7, generalised advantage estimation for PPO's critic (GAE; DAPO Eqs. 2-3)."""
 
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Grader of assignment 2, the ratio, the k3 estimator and the clipped surrogate (DeepSeekMath Eqs. 1, 3, 4)."""
+"""Grader of assignment 4, the ratio, the k3 estimator and the clipped surrogate (DeepSeekMath Eqs. 1, 3, 4)."""
 
 import math
 
