@@ -107,8 +107,7 @@ def project_tests(folder: str, files: list[str], tmp_path) -> tuple[int, dict[st
     return sum(c.find("skipped") is None for c in cases) - len(failed), failed
 
 
-PROJECT_TESTS = ["tests/test_model.py", "tests/test_tasks.py", "tests/test_rewards.py", "tests/test_grpo.py",
-                 "tests/test_rollouts.py"]
+PROJECT_TESTS = ["tests/test_model.py", "tests/test_rewards.py", "tests/test_grpo.py"]  # they touch every stub
 
 
 def test_the_student_copy_imports_and_runs_what_does_not_use_the_blanked_code(student_copy, tmp_path):
@@ -122,7 +121,7 @@ def test_the_student_copy_imports_and_runs_what_does_not_use_the_blanked_code(st
     assert "NotImplementedError" in run("-c", "import grpo; grpo.pass_at_k(5, 2, 1)").stderr
     # the project's tests: every one that fails, fails on a stub, and many do not touch one
     passed, failed = project_tests(out, PROJECT_TESTS, tmp_path)
-    assert passed > 150 and len(failed) > 20
+    assert passed > 100 and len(failed) > 20
     assert all(m.startswith("NotImplementedError") and "(see classroom/assignments/)" in m
                for m in failed.values()), {k: v for k, v in failed.items() if not v.startswith("NotImplementedError")}
 
