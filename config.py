@@ -109,6 +109,15 @@ class TrainConfig:
     value_clip: float = opt(0.2, "PPO: clip the value to +-this around its rollout-time value (0: off)")
     critic_lr: float = opt(1e-3, "PPO: the critic's learning rate (design: The critic)")
     whiten_adv: bool = opt(True, "PPO: normalise the advantages to mean 0, std 1 over the batch's tokens")
+    # DeepSeek-R1's pipeline beyond stage 2 (--pipeline r1)
+    pipeline: str = opt("cold_start", "'cold_start' (stages 1-2: SFT, then RL) or 'r1' (then stage 3: rejection "
+                        "sampling -> SFT)")
+    rs_questions: int = opt(4000, "stage 3: training questions sampled from the stage-2 policy")
+    rs_samples: int = opt(4, "stage 3: completions sampled per question (R1 samples several, keeps the correct)")
+    rs_batch: int = opt(64, "stage 3: questions per sampling call (a killed run resumes after the last whole one)")
+    rs_direct_frac: float = opt(0.25, "stage 3: share of non-reasoning examples in the SFT mix (R1: 200k of 800k)")
+    rs_init: str = opt("base", "stage 3: SFT starts from 'base' (stage 1's starting point, as R1), 'sft' or 'rl'")
+    rs_sft_steps: int = opt(1500, "stage 3: SFT steps on the rejection-sampled mix")
 
 
 PRESETS = {  # each a set of defaults; flags given on the command line override them
@@ -126,13 +135,16 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
     # the word problems at the default model size, on a CPU
     "word_cpu": dict(task="word", vocab_size=512, max_new_tokens=192, batch_size=32, sft_steps=1350, rl_steps=80,
                      pass_k=4, out_dir="runs/word_cpu"),
+    # DeepSeek-R1's pipeline: cold-start SFT, reasoning RL, rejection sampling -> SFT
+    "r1": dict(pipeline="r1", out_dir="runs/r1"),
 }
 
 
 # the first flag of each group of TrainConfig -> the group's heading in --help
 HELP_GROUPS = {"out_dir": "run", "task": "data", "n_layer": "model", "sft_steps": "stage 1: cold-start SFT",
                "rl": "stage 2: RL (GRPO, or PPO with --rl ppo)", "reward_accuracy": "rewards (rewards.py)",
-               "rl_eval_every": "evaluation during RL", "gamma": "the PPO baseline (--rl ppo)"}
+               "rl_eval_every": "evaluation during RL", "gamma": "the PPO baseline (--rl ppo)",
+               "pipeline": "the R1 pipeline's later stages (--pipeline r1)"}
 
 
 def parse_config(argv=None) -> TrainConfig:
@@ -173,10 +185,11 @@ parse_bool.__name__ = "bool"  # argparse names the type in its error messages
 
 ALLOWED = {"task": ("arithmetic", "word", "gsm8k"), "device": ("auto", "cpu", "cuda"), "template": tuple(tasks.TEMPLATES),
            "rl": ("grpo", "ppo", "none"), "adv_scale": grpo.SCALES, "agg": grpo.AGGREGATIONS,
-           "supervision": ("outcome", "process"), "std_ddof": (0, 1), "process_outcome": ("none", "last_step")}
+           "supervision": ("outcome", "process"), "std_ddof": (0, 1), "process_outcome": ("none", "last_step"),
+           "pipeline": ("cold_start", "r1"), "rs_init": ("base", "sft", "rl")}
 AT_LEAST_1 = ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer", "rl_steps",
               "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every", "rl_eval_n",
-              "pass_k", "overlong_cache")
+              "pass_k", "overlong_cache", "rs_questions", "rs_samples", "rs_batch", "rs_sft_steps")
 AT_LEAST_0 = ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every", "micro_batch",
               "forward_chunk", "max_new_tokens", "max_seq_len", "value_clip")
 POSITIVE = ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p", "vf_coef", "critic_lr")
@@ -196,6 +209,8 @@ ONLY_WITH = {
        for name in ("digits", "mul_digits", "min_ops", "max_ops")},
     **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
        for name in ("n_train", "n_test")},
+    **{name: (lambda c: c.pipeline == "r1", "--pipeline r1")
+       for name in ("rs_questions", "rs_samples", "rs_batch", "rs_direct_frac", "rs_init", "rs_sft_steps")},
 }
 
 
@@ -229,6 +244,10 @@ def check_combinations(cfg: TrainConfig) -> None:
         raise ValueError("--device cuda: no CUDA device is available")
     if not 0 <= cfg.sft_direct_frac < 1:
         raise ValueError(f"--sft_direct_frac must be in [0, 1), got {cfg.sft_direct_frac}")
+    if not 0 <= cfg.rs_direct_frac < 1:
+        raise ValueError(f"--rs_direct_frac must be in [0, 1), got {cfg.rs_direct_frac}")
+    if cfg.pipeline == "r1" and cfg.rl == "none":
+        raise ValueError("--pipeline r1 samples stage 3's data from the RL model of stage 2: give --rl grpo or ppo")
     if cfg.reward_wrong >= 1:
         raise ValueError(f"--reward_wrong must be below 1, the accuracy reward of a right answer, got {cfg.reward_wrong}")
     if cfg.minibatches > cfg.prompts_per_step * cfg.group_size:

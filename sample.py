@@ -79,14 +79,17 @@ def split_completion(text: str) -> tuple[str, str]:
 
 def evaluate(model, tok, problems: list[tasks.Problem], template: str, max_new_tokens: int, pass_k: int = 1,
              temperature: float = 0.6, top_p: float = 0.95, generator: torch.Generator | None = None,
-             batch_size: int = 256) -> dict:
+             batch_size: int = 256, length: bool = False) -> dict:
     """Held-out scores of a model: greedy pass@1 and shows_work (the fraction of greedy completions with a
-    non-empty <think> block), and with pass_k = k > 1, from k samples per problem at (temperature, top_p):
+    non-empty <think> block), with `length` the mean length in tokens of the greedy completions (EOS not
+    counted), and with pass_k = k > 1, from k samples per problem at (temperature, top_p):
     pass@k (the unbiased estimator of Chen et al. 2021, grpo.pass_at_k with n = k), sampled pass@1 and cons@k
     (majority vote over the k answers, grpo.majority_vote: what sharpening alone could reach)."""
     texts = complete(model, tok, [p.question for p in problems], template, max_new_tokens, batch_size=batch_size)
     out = {"pass_at_1": pass_rate(texts, problems),
            "shows_work": sum(split_completion(t)[0] != "" for t in texts) / len(problems)}
+    if length:
+        out["length"] = sum(len(tasks.encode(tok, t)) for t in texts) / len(problems)
     k = pass_k
     if k > 1:
         texts = complete(model, tok, [p.question for p in problems for _ in range(k)], template, max_new_tokens,

@@ -49,7 +49,8 @@ def sft_examples(problems, prompts, worked, tok, max_len: int, direct_frac: floa
     return kept
 
 
-def sft_batch_indices(lengths: list[int], batch_size: int, step: int, seed: int, group: int = 1) -> list[int]:
+def sft_batch_indices(lengths: list[int], batch_size: int, step: int, seed: int, group: int = 1,
+                      stage: str = "sft") -> list[int]:
     """The example indices of SFT step `step`, a function of (seed, step) alone (design: Randomness per step).
 
     group=1: batch_size examples at random. group > 1: draw group * batch_size examples for the `group` steps
@@ -58,7 +59,7 @@ def sft_batch_indices(lengths: list[int], batch_size: int, step: int, seed: int,
     """
     if len(lengths) < batch_size:
         raise ValueError(f"--batch_size {batch_size} is larger than the {len(lengths)} training examples")
-    rng = step_rng(seed, "sft", step // group)
+    rng = step_rng(seed, stage, step // group)
     idx = sorted(rng.sample(range(len(lengths)), min(len(lengths), group * batch_size)), key=lambda i: lengths[i])
     batches = [idx[k:k + batch_size] for k in range(0, len(idx) - batch_size + 1, batch_size)]
     rng.shuffle(batches)
@@ -98,54 +99,57 @@ def sft_step(model, optimizer, x, y, mask, grad_clip: float, device: str) -> tup
     return loss.item(), clip_and_step(model, optimizer, grad_clip)
 
 
-def run_sft(model, examples, test, run: Run, point: checkpoint.ResumePoint | None = None) -> None:
-    """Supervised fine-tuning on (prompt, completion) pairs; every eval_every steps a checkpoint, then a held-out
-    evaluation. With a resume point of this stage (its weights already loaded), it continues from there."""
-    cfg = run.cfg
+def run_sft(model, examples, test, run: Run, point: checkpoint.ResumePoint | None = None, stage: str = "sft",
+            steps: int | None = None) -> None:
+    """Supervised fine-tuning on (prompt, completion) pairs for `steps` steps (None: sft_steps); every eval_every
+    steps a checkpoint out_dir/<stage>/, then a held-out evaluation. With a resume point of this stage (its
+    weights already loaded), it continues from there. Stage 3 of the R1 pipeline runs it again as "rs_sft"."""
+    cfg, steps = run.cfg, steps or run.cfg.sft_steps
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     start = 0
     if point is not None:
         checkpoint.restore_optimizer(point, "optimizer", optimizer)
         start = point.step
         if point.evaluate:  # the kill came before this step's evaluation was logged
-            evaluate_sft(model, test, run, start)
+            evaluate_sft(model, test, run, start, stage, steps)
         if point.done:
             return
-    save = lambda step, **kw: run.save("sft", step, {"policy": model}, {"optimizer": optimizer}, **kw)
+    save = lambda step, **kw: run.save(stage, step, {"policy": model}, {"optimizer": optimizer}, **kw)
     lengths = [len(p) + len(c) for p, c in examples]
     t0 = time.perf_counter()
     with StopRequest() as stop:
-        for step in tqdm(range(start, cfg.sft_steps), desc="sft", initial=start, total=cfg.sft_steps,
+        for step in tqdm(range(start, steps), desc=stage, initial=start, total=steps,
                          dynamic_ncols=True, file=sys.stdout):
             if stop.requested:
                 save(step, evaluate=False, done=False)
-                raise Interrupted(f"SFT step {step}")
-            progress = sft_progress(step, time.perf_counter() - t0, cfg.sft_steps, cfg.sft_minutes)
+                raise Interrupted(f"{stage.upper()} step {step}")
+            progress = sft_progress(step, time.perf_counter() - t0, steps, cfg.sft_minutes)
             if progress >= 1.0 and step > start:  # the time budget ran out before the steps did
-                tqdm.write(f"sft_minutes={cfg.sft_minutes} reached after {step} of {cfg.sft_steps} steps")
+                tqdm.write(f"sft_minutes={cfg.sft_minutes} reached after {step} of {steps} steps")
                 save(step, evaluate=True, done=True)
-                return evaluate_sft(model, test, run, step)
-            lr = lr_at(step, progress, cfg.lr, cfg.warmup_steps, cfg.sft_steps, cfg.min_lr_ratio)
+                return evaluate_sft(model, test, run, step, stage, steps)
+            lr = lr_at(step, progress, cfg.lr, cfg.warmup_steps, steps, cfg.min_lr_ratio)
             set_lr(optimizer, lr)
             x, y, mask = sft_batch(examples, sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed,
-                                                               cfg.length_grouping), run.device)
+                                                               cfg.length_grouping, stage), run.device)
             try:
                 loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device)
             except NonFiniteError as e:
-                raise NonFiniteError(f"{e} at SFT step {step + 1}") from None
-            if step % 10 == 0 or step == cfg.sft_steps - 1:
-                run.metrics.log(stage="sft", step=step, loss=loss, lr=lr, grad_norm=grad_norm,
+                raise NonFiniteError(f"{e} at {stage.upper()} step {step + 1}") from None
+            if step % 10 == 0 or step == steps - 1:
+                run.metrics.log(stage=stage, step=step, loss=loss, lr=lr, grad_norm=grad_norm,
                                 time=round(time.perf_counter() - t0, 2))
-            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.sft_steps:
-                save(step + 1, evaluate=True, done=step + 1 == cfg.sft_steps)  # save, then evaluate
-                evaluate_sft(model, test, run, step + 1)
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
+                save(step + 1, evaluate=True, done=step + 1 == steps)  # save, then evaluate
+                evaluate_sft(model, test, run, step + 1, stage, steps)
 
 
-def evaluate_sft(model, test, run: Run, step: int) -> None:
+def evaluate_sft(model, test, run: Run, step: int, stage: str = "sft", steps: int | None = None) -> None:
     """Held-out greedy pass@1 on the first eval_n test problems: a log line and a metrics record."""
     cfg, t = run.cfg, time.perf_counter()
     n = min(cfg.eval_n, len(test))
     acc = greedy_pass_at_1(model, run.tok, test[:n], cfg.template, cfg.max_new_tokens)
     model.train()
-    tqdm.write(f"sft step {step}/{cfg.sft_steps} | held-out pass@1 {acc:.3f} on {n} | {time.perf_counter() - t:.0f}s")
-    run.metrics.log(stage="sft", step=step, eval_pass_at_1=acc, eval_n=n)
+    tqdm.write(f"{stage} step {step}/{steps or cfg.sft_steps} | held-out pass@1 {acc:.3f} on {n} | "
+               f"{time.perf_counter() - t:.0f}s")
+    run.metrics.log(stage=stage, step=step, eval_pass_at_1=acc, eval_n=n)

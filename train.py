@@ -38,12 +38,13 @@ import checkpoint
 import grpo
 import memory
 import ppo
+import rejection
 import rollouts
 import sft
 import tasks
 from checkpoint import Interrupted, Run, StopRequest, step_generator, step_rng
 from config import TrainConfig, parse_config
-from model import Critic, ModelConfig, Transformer
+from model import Critic, ModelConfig, Transformer, load_checkpoint
 from optim import NonFiniteError, autocast, check_finite, clip_and_step, make_optimizer, rl_lr_scale, set_lr
 from sample import evaluate, greedy_pass_at_1
 
@@ -283,14 +284,16 @@ def run_rl(policy, train, test, run: Run, point: checkpoint.ResumePoint | None =
     return {"models": table, "memory": memory.record(run.device, before)}
 
 
-def evaluate_rl(policy, held_out, run: Run, step: int) -> None:
-    """Held-out greedy pass@1, shows-work, and with pass_k > 1 sampled pass@k and cons@k: a line and a record."""
-    cfg, t = run.cfg, time.perf_counter()
+def evaluate_rl(policy, held_out, run: Run, step: int, stage: str | None = None) -> None:
+    """Held-out greedy pass@1, shows-work, and with pass_k > 1 sampled pass@k and cons@k (and the mean length in
+    the R1 pipeline): a line and a record of `stage` (default: the RL stage)."""
+    cfg, t, stage = run.cfg, time.perf_counter(), stage or run.cfg.rl
     result = evaluate(policy, run.tok, held_out, cfg.template, cfg.max_new_tokens, cfg.pass_k, cfg.eval_temperature,
-                      cfg.eval_top_p, step_generator(cfg.seed, "eval", step, run.device), cfg.forward_chunk or 256)
+                      cfg.eval_top_p, step_generator(cfg.seed, "eval", step, run.device), cfg.forward_chunk or 256,
+                      length=cfg.pipeline == "r1")
     shown = " | ".join(f"{k} {v:.3f}" for k, v in result.items())
-    tqdm.write(f"{cfg.rl} step {step}: held-out {shown} on {len(held_out)} ({time.perf_counter() - t:.0f}s)")
-    run.metrics.log(stage=cfg.rl, step=step, eval_n=len(held_out), **{f"eval_{k}": v for k, v in result.items()})
+    tqdm.write(f"{stage} step {step}: held-out {shown} on {len(held_out)} ({time.perf_counter() - t:.0f}s)")
+    run.metrics.log(stage=stage, step=step, eval_n=len(held_out), **{f"eval_{k}": v for k, v in result.items()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,6 +357,7 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
     if not cfg.init_from and (point is None or point.stage == "sft"):  # stage 1: cold-start SFT
         sft.run_sft(model, sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac,
                                             cfg.seed), test, run, point)
+        stage_end(run, "sft", t_start)
     if cfg.rl == "none":  # the final held-out evaluation, on the whole test split
         acc = greedy_pass_at_1(model, tok, test, cfg.template, cfg.max_new_tokens)
         minutes = round((time.perf_counter() - t_start) / 60, 2)
@@ -362,8 +366,57 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
         print(f"final held-out greedy pass@1: {acc:.3f} on {len(test)} problems | total {minutes:.1f} min")
         print(f"checkpoint: {os.path.join(cfg.out_dir, 'sft')} (model.safetensors and tokenizer.json)")
         return run.metrics.records()[-1]
-    rl = run_rl(model, train, test, run, point if point is not None and point.stage == cfg.rl else None)  # stage 2
+    later = point is not None and point.stage not in ("sft", cfg.rl)  # resuming stage 3: stage 2 is done
+    if not later:  # stage 2: reasoning RL
+        rl = run_rl(model, train, test, run, point if point is not None and point.stage == cfg.rl else None)
+        stage_end(run, cfg.rl, t_start)
+    if cfg.pipeline == "r1":  # stage 3: rejection sampling -> SFT
+        start = stage3_start(model, cfg, device) if not later else model
+        model = rejection.run_rejection_sft(run, model, train, test, point if later else None, start)
+        evaluate_rl(model, test[:cfg.rl_eval_n], run, cfg.rs_sft_steps, "rs_sft")
+        stage_end(run, "rs_sft", t_start)
+        return r1_report(run, min(cfg.rl_eval_n, len(test)), t_start)
     return final_report(run, rl, min(cfg.rl_eval_n, len(test)), rss_before_policy, t_start)
+
+
+def stage3_start(policy: Transformer, cfg: TrainConfig, device: str) -> Transformer:
+    """The model stage 3's SFT starts from (--rs_init): 'base', the starting point of stage 1 (R1 fine-tunes
+    DeepSeek-V3-Base again; here the same seeded initial weights); 'sft', the stage-1 model; 'rl', a copy of the
+    stage-2 policy."""
+    if cfg.rs_init == "rl":
+        return copy.deepcopy(policy)
+    if cfg.rs_init == "sft":
+        return load_checkpoint(cfg.init_from or os.path.join(cfg.out_dir, "sft"), device)[0]
+    torch.manual_seed(cfg.seed)  # as at the start of the pipeline, before stage 1's model was built
+    return Transformer(policy.cfg).to(device)
+
+
+def stage_end(run: Run, stage: str, t_start: float) -> None:
+    """A record of the minutes since the pipeline started (in this process: a resumed run counts from its resume)."""
+    run.metrics.log(stage="stage_end", of=stage, minutes=round((time.perf_counter() - t_start) / 60, 2))
+
+
+def r1_report(run: Run, n: int, t_start: float) -> dict:
+    """The R1 pipeline's table: each stage's model on the same held-out problems (greedy pass@1, pass@k, cons@k,
+    shows-work, mean length) and the minutes at its end; the final record (returned)."""
+    cfg, records = run.cfg, run.metrics.records()
+    rl_evals = checkpoint.stage_evaluations(records, cfg.rl)
+    rows = {"sft": rl_evals[0], cfg.rl: rl_evals[-1], "rs_sft": checkpoint.stage_evaluations(records, "rs_sft")[-1]}
+    ends = {r["of"]: r["minutes"] for r in records if r.get("stage") == "stage_end"}
+    minutes = round((time.perf_counter() - t_start) / 60, 2)
+    run.metrics.log(stage="final", pipeline="r1", eval_n=n, stages=rows,
+                    stage_minutes=ends, minutes=minutes)
+    checkpoint.mark_finished(cfg.out_dir, run.metrics.size())
+    keys = list(rows["rs_sft"])
+    print(f"\nthe R1 pipeline, held-out on {n} problems (minutes: since the start, at the end of each stage)")
+    print("| stage | " + " | ".join(keys) + " | minutes |")
+    print("|---|" + "---|" * (len(keys) + 1))
+    names = {"sft": "1. cold-start SFT", cfg.rl: f"2. reasoning RL ({cfg.rl.upper()})", "rs_sft": "3. rejection sampling -> SFT"}
+    for stage, row in rows.items():
+        end = ends.get(stage)
+        print(f"| {names[stage]} | " + " | ".join(f"{row.get(k, float('nan')):.3f}" for k in keys)
+              + f" | {'' if end is None else f'{end:.1f}'} |")
+    return run.metrics.records()[-1]
 
 
 def final_report(run: Run, rl: dict, n: int, rss_before_policy: float, t_start: float) -> dict:

@@ -303,16 +303,23 @@ def test_evaluate_on_a_scripted_policy_scores_its_known_completions(tok):
     #   pass@3 = (1 + 1) / 2 = 1;  sampled pass@1 = (2 + 1) / 6 = 1/2;  cons@3 = (1 + 0) / 2 = 1/2
     assert out == pytest.approx({"pass_at_1": 0.5, "shows_work": 0.5, "pass_at_3": 1.0,
                                  "sampled_pass_at_1": 0.5, "cons_at_3": 0.5})
+    # with length: the mean token count of the greedy completions, RIGHT0 and the "25" answer (EOS not counted)
+    out = sample.evaluate(policy, tok, [P0, P1], "compact", 32, 1, length=True)
+    expected = (len(tasks.encode(tok, RIGHT0)) + len(tasks.encode(tok, " <think> </think> <answer> 25 </answer>"))) / 2
+    assert out == pytest.approx({"pass_at_1": 0.5, "shows_work": 0.5, "length": expected}) and expected > 10
 
 
 def test_the_rl_evaluation_passes_the_runs_flags_and_its_own_generator_and_logs_the_scores(monkeypatch):
     seen, records = [], []
-    monkeypatch.setattr(train, "evaluate", lambda *a: seen.append(a) or {"pass_at_1": 0.5, "shows_work": 0.25})
+    monkeypatch.setattr(train, "evaluate", lambda *a, **k: seen.append((a, k)) or {"pass_at_1": 0.5, "shows_work": 0.25})
     cfg = config.TrainConfig(pass_k=3, eval_temperature=0.7, eval_top_p=0.9, max_new_tokens=40, template="r1",
                              forward_chunk=5, seed=3)
     run = checkpoint.Run(cfg, "TOK", types.SimpleNamespace(log=lambda **r: records.append(r)), "cpu")
     train.evaluate_rl("POLICY", [P0, P1], run, 7)
-    (args,) = seen
-    assert args[:8] + args[9:] == ("POLICY", "TOK", [P0, P1], "r1", 40, 3, 0.7, 0.9, 5)
+    ((args, kwargs),) = seen
+    assert args[:8] + args[9:] == ("POLICY", "TOK", [P0, P1], "r1", 40, 3, 0.7, 0.9, 5) and kwargs == {"length": False}
     assert args[8].initial_seed() == checkpoint.step_generator(3, "eval", 7).initial_seed()  # not training's
     assert records == [dict(stage="grpo", step=7, eval_n=2, eval_pass_at_1=0.5, eval_shows_work=0.25)]
+    cfg.pipeline = "r1"  # the R1 pipeline's table has the mean length; a stage other than RL logs its own name
+    train.evaluate_rl("POLICY", [P0, P1], run, 9, "rs_sft")
+    assert seen[-1][1] == {"length": True} and records[-1]["stage"] == "rs_sft" and records[-1]["step"] == 9
