@@ -96,6 +96,8 @@ class TrainConfig:
     reward_overlong: float = opt(0.0, "weight of the soft overlong penalty (DAPO Eq. 13)")
     reward_language: float = opt(0.0, "weight of the language-consistency reward (R1)")
     overlong_cache: int = opt(16, "L_cache of the soft overlong penalty, in tokens (L_max = max_new_tokens)")
+    reward_rm: float = opt(0.0, "weight of a learned reward model's score r_phi(q, o) (R1's preference reward)")
+    reward_model: str = opt("", "the learned reward model for --reward_rm: a folder written by reward_model.py")
     # evaluation during RL
     rl_eval_every: int = opt(50, "RL steps between a checkpoint and a held-out evaluation")
     rl_eval_n: int = opt(500, "held-out problems in an RL evaluation")
@@ -205,6 +207,7 @@ ONLY_WITH = {
     "adv_scale": (lambda c: c.rl == "grpo" and c.supervision == "outcome", "--rl grpo --supervision outcome"),
     "process_outcome": (lambda c: c.rl == "grpo" and c.supervision == "process", "--supervision process"),
     "gsm8k_dir": (lambda c: c.task == "gsm8k", "--task gsm8k"),
+    "reward_model": (lambda c: c.reward_rm != 0, "--reward_rm W, W not 0"),
     **{name: (lambda c: c.task == "arithmetic", "--task arithmetic")
        for name in ("digits", "mul_digits", "min_ops", "max_ops")},
     **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
@@ -256,6 +259,11 @@ def check_combinations(cfg: TrainConfig) -> None:
     if cfg.max_new_tokens and cfg.overlong_cache > cfg.max_new_tokens:
         raise ValueError(f"--overlong_cache {cfg.overlong_cache} must be <= --max_new_tokens {cfg.max_new_tokens} "
                          "(L_cache is the last part of the generation budget L_max)")
+    if cfg.reward_rm and not cfg.reward_model:
+        raise ValueError("--reward_rm weighs a learned reward model's score: give its folder with --reward_model "
+                         "(python reward_model.py CHECKPOINT --out_dir FOLDER writes one)")
+    if cfg.reward_model and not os.path.isdir(cfg.reward_model):
+        raise ValueError(f"--reward_model {cfg.reward_model}: no such folder")
     if cfg.init_from and not os.path.isdir(cfg.init_from):
         raise ValueError(f"--init_from {cfg.init_from}: no such checkpoint directory")
     if cfg.init_from and cfg.rl == "none":

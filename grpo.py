@@ -14,6 +14,7 @@ in rewards.py.
     the PPO baseline       ppo_token_rewards (Eq. 2), gae, value_loss, explained_variance, whiten
     gradient coefficients  grpo_gradient_coefficient, gradient_coefficient (§5.2.1, Table 10)
     evaluation             pass_at_k, majority_vote
+    a learned reward       completion_scores, preference_loss (Bradley-Terry), pair_accuracy
 
 GRPO and PPO share the surrogate and the aggregation and differ in two places: the advantage (group
 statistics, or a critic and GAE) and the KL to pi_ref (a k3 loss term, or a k1 penalty in each token's reward).
@@ -512,3 +513,37 @@ def majority_vote(answers: list) -> object | None:
             counts[a] = counts.get(a, 0) + 1  # dicts keep insertion order, so ties go to the first seen
     return max(counts, key=counts.get) if counts else None
     # END SOLUTION pass-at-k
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. A learned reward: a scalar head scored on whole completions, trained on preference pairs
+# ---------------------------------------------------------------------------------------------
+def completion_scores(model, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
+                      completion_mask: torch.Tensor) -> torch.Tensor:
+    """r_phi(q, o): a scalar-head model's output at the last real token of each completion (its EOS)   -> (N,)
+
+    One forward pass over [left-padded prompt (N, P) | completion (N, T)], as `at_completion_states`, read at
+    position P + |o| - 1, the state that holds the whole response (InstructGPT's reward model reads the last
+    token too). A row with no completion token reads the prompt's last token. >= fp32.
+    """
+    P = prompt_ids.size(1)
+    ids = torch.cat([prompt_ids, completion_ids], dim=1)
+    valid = torch.cat([prompt_valid, completion_mask], dim=1)
+    out = model(ids, valid=valid)  # (N, P + T)
+    last = P + completion_mask.sum(-1) - 1  # (N,) the EOS, or the prompt's last token
+    return out.gather(1, last[:, None]).squeeze(1).to(torch.promote_types(out.dtype, torch.float32))
+
+
+def preference_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    """L = -mean log sigmoid(r(q, o_chosen) - r(q, o_rejected))   (Bradley-Terry; InstructGPT, arXiv 2203.02155, Eq. 1)
+
+    The probability that the chosen response is preferred is sigmoid of the score difference; only the
+    difference is learnt, so a constant added to every score changes nothing. (0, 0) -> log 2;
+    (2, 0) -> log(1 + e^-2) = 0.1269. logsigmoid keeps a large negative difference finite.
+    """
+    return -F.logsigmoid(chosen - rejected).mean()
+
+
+def pair_accuracy(chosen: torch.Tensor, rejected: torch.Tensor) -> float:
+    """The fraction of pairs the reward model ranks the right way round, r(chosen) > r(rejected) (ties: wrong)."""
+    return (chosen > rejected).float().mean().item()

@@ -38,8 +38,9 @@ class Rollouts:
     mask: torch.Tensor  # (N, T) bool, True on real completion tokens (the EOS included)
     truncated: torch.Tensor  # (N,) bool, hit max_new_tokens without an EOS
     texts: list  # N completion texts (EOS dropped), as the rewards see them
-    rewards: torch.Tensor  # (B, G) r_i, the weighted reward sum (rewards.total_reward)
+    rewards: torch.Tensor  # (B, G) r_i, the weighted reward sum (rewards.total_reward, + reward_rm x rm_scores)
     correct: torch.Tensor  # (B, G) accuracy 1/0, for logging and dynamic sampling
+    rm_scores: torch.Tensor | None = None  # (B, G) a learned reward model's r_phi(q, o_i), when one is used
 
 
 def reward_weights(cfg) -> rewards.RewardWeights:
@@ -49,10 +50,12 @@ def reward_weights(cfg) -> rewards.RewardWeights:
 
 
 @torch.no_grad()
-def sample_groups(policy, tok, problems, cfg, generator, timer: dict | None = None) -> Rollouts:
+def sample_groups(policy, tok, problems, cfg, generator, timer: dict | None = None, reward_model=None) -> Rollouts:
     """G completions for each of the B questions from ONE batched KV-cache generate() call, then scored.
 
-    The sampler is pi_old of this step (Algorithm 1: pi_old <- pi_theta, then o_i ~ pi_old(O|q)).
+    The sampler is pi_old of this step (Algorithm 1: pi_old <- pi_theta, then o_i ~ pi_old(O|q)). The rule
+    rewards (rewards.py) are weighted and summed; with a learned `reward_model` (model.Critic, frozen), its score
+    of each sampled completion as sampled, EOS included (grpo.completion_scores), is added with weight reward_rm.
     timer, if given, accumulates the seconds spent in "rollout" (sampling) and "reward" (decoding, scoring),
     and the completion tokens sampled ("tokens").
     """
@@ -75,12 +78,18 @@ def sample_groups(policy, tok, problems, cfg, generator, timer: dict | None = No
     golds = [p.answer for p in problems for _ in range(G)]
     parts = [rewards.reward_components(text, gold, weights, length=n, max_len=cfg.max_new_tokens,
                                        cache_len=cfg.overlong_cache) for text, gold, n in zip(texts, golds, lengths)]
-    r = [rewards.weighted_sum(p, weights) for p in parts]  # r_i = rewards.total_reward, each term computed once
+    r = torch.tensor([rewards.weighted_sum(p, weights) for p in parts])  # r_i = rewards.total_reward
     c = [float(p["accuracy"] == 1.0) for p in parts]  # correct: 1/0 whatever value a wrong answer gets
-    B = len(problems)
+    B, scores = len(problems), None
+    if reward_model is not None and cfg.reward_rm:  # R1 stage 4: a preference reward beside the rules
+        device = next(reward_model.parameters()).device
+        with torch.no_grad():
+            scores = grpo.completion_scores(reward_model, *left_pad(prompts, tasks.PAD_ID, device),
+                                            roll.ids.to(device), roll.mask.to(device)).cpu().view(B, G)
+        r = r + cfg.reward_rm * scores.flatten().to(r.dtype)
     timer["reward"] = timer.get("reward", 0.0) + time.perf_counter() - t
-    return Rollouts(problems, prompts, roll.ids, roll.mask, roll.truncated, texts,
-                    torch.tensor(r).view(B, G), torch.tensor(c).view(B, G))
+    return Rollouts(problems, prompts, roll.ids, roll.mask, roll.truncated, texts, r.view(B, G),
+                    torch.tensor(c).view(B, G), scores)
 
 
 def select_groups(parts: list[Rollouts], keep: list[torch.Tensor], n_groups: int, G: int) -> Rollouts:
@@ -101,11 +110,12 @@ def select_groups(parts: list[Rollouts], keep: list[torch.Tensor], n_groups: int
         truncated=torch.cat([part.truncated[rows(part, b)] for part, b in chosen]),
         texts=[t for part, b in chosen for t in part.texts[rows(part, b)]],
         rewards=torch.stack([part.rewards[b] for part, b in chosen]),
-        correct=torch.stack([part.correct[b] for part, b in chosen]))
+        correct=torch.stack([part.correct[b] for part, b in chosen]),
+        rm_scores=None if chosen[0][0].rm_scores is None else torch.stack([part.rm_scores[b] for part, b in chosen]))
 
 
-def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator,
-                     timer: dict | None = None) -> tuple[Rollouts, Rollouts]:
+def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator, timer: dict | None = None,
+                     reward_model=None) -> tuple[Rollouts, Rollouts]:
     """(the batch to learn from, the first rollout as sampled, for logging).
 
     Without dynamic sampling both are one rollout of prompts_per_step random training questions. With it
@@ -113,12 +123,13 @@ def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator,
     fresh questions are sampled until prompts_per_step groups remain or DYNAMIC_SAMPLING_ROUNDS rollouts
     have been drawn; the batch may then be smaller (or empty: the step is skipped).
     """
-    first = sample_groups(policy, tok, rng.sample(train, cfg.prompts_per_step), cfg, generator, timer)
+    first = sample_groups(policy, tok, rng.sample(train, cfg.prompts_per_step), cfg, generator, timer, reward_model)
     if not cfg.dynamic_sampling:
         return first, first
     parts, keep = [first], [grpo.dynamic_sampling_filter(first.rewards)]
     while sum(int(k.sum()) for k in keep) < cfg.prompts_per_step and len(parts) < DYNAMIC_SAMPLING_ROUNDS:
-        parts.append(sample_groups(policy, tok, rng.sample(train, cfg.prompts_per_step), cfg, generator, timer))
+        parts.append(sample_groups(policy, tok, rng.sample(train, cfg.prompts_per_step), cfg, generator, timer,
+                                   reward_model))
         keep.append(grpo.dynamic_sampling_filter(parts[-1].rewards))
     return select_groups(parts, keep, cfg.prompts_per_step, cfg.group_size), first
 
@@ -243,8 +254,8 @@ def minibatches(n_rows: int, k: int, generator: torch.Generator | None) -> tuple
 def rollout_stats(first: Rollouts, roll: Rollouts, std_ddof: int) -> dict:
     """What a step logs about its rollout as sampled (`first`; `roll` is what it learnt from): the mean reward
     and accuracy, the mean std of a group's rewards, the fraction of groups with zero std (no signal for GRPO),
-    the mean completion length (overall, of right and of wrong ones; None when there are none) and the
-    fraction truncated at max_new_tokens."""
+    the mean completion length (overall, of right and of wrong ones; None when there are none), the
+    fraction truncated at max_new_tokens, and with a learned reward model its mean score (rm_score)."""
     lengths = first.mask.sum(-1).float()
     length_where = lambda keep: grpo.masked_mean(lengths, keep).item() if keep.any() else None
     return dict(reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
@@ -253,7 +264,8 @@ def rollout_stats(first: Rollouts, roll: Rollouts, std_ddof: int) -> dict:
                 groups_used=roll.rewards.size(0), length=lengths.mean().item(),
                 length_right=length_where(first.correct.flatten() > 0),
                 length_wrong=length_where(first.correct.flatten() <= 0),
-                truncated_frac=first.truncated.float().mean().item())
+                truncated_frac=first.truncated.float().mean().item(),
+                **({} if first.rm_scores is None else {"rm_score": first.rm_scores.mean().item()}))
 
 
 def mean_stats(logs: list[dict]) -> dict:

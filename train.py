@@ -3,6 +3,7 @@
     python train.py                   # SFT then GRPO on 3-digit arithmetic, a 0.84M-parameter model (~12 min, CPU)
     python train.py --preset sft      # SFT only, every target a worked solution
     python train.py --rl ppo --out_dir runs/ppo        # the same with PPO, the baseline GRPO improves on
+    python train.py --preset r1       # R1's stages 1-3: then rejection sampling -> SFT, and a table of the stages
     python train.py --help            # every flag (config.py), with its help line
 
 Read it top to bottom, the DeepSeek-R1 recipe (arXiv 2501.12948) in miniature:
@@ -15,6 +16,9 @@ Read it top to bottom, the DeepSeek-R1 recipe (arXiv 2501.12948) in miniature:
      of pi_old and pi_ref -> mu epochs of minibatch updates of the GRPO loss (`minibatch_updates`) -> log.
      `--rl ppo` swaps in the critic, GAE and PPO's loss (ppo.py); the loop is the same.
   4. Evaluation: held-out greedy pass@1, sampled pass@k and cons@k, before and after RL.
+  5. With --pipeline r1, stage 3 (rejection.py): sample the RL model on training questions, keep the right,
+     well-formed, readable completions, and SFT on them plus non-reasoning examples from the stage-1 start.
+     A learned reward (reward_model.py, --reward_rm) can join the rule rewards in any RL stage.
 Every stage stops on step counts, so the same seed gives the same run; a checkpoint is written before each
 evaluation, and running the same command again continues a stopped run (checkpoint.py).
 Where this departs from the papers, or a choice the papers leave open, see docs/design.md.
@@ -39,6 +43,7 @@ import grpo
 import memory
 import ppo
 import rejection
+import reward_model
 import rollouts
 import sft
 import tasks
@@ -112,6 +117,7 @@ class RLModels:
     optimizer: torch.optim.Optimizer
     critic: Critic | None = None
     critic_optimizer: torch.optim.Optimizer | None = None
+    reward_model: Critic | None = None  # with --reward_rm: a learned reward r_phi, frozen (reward_model.py)
 
 
 def make_rl_models(policy, cfg: TrainConfig) -> RLModels:
@@ -122,6 +128,8 @@ def make_rl_models(policy, cfg: TrainConfig) -> RLModels:
     if cfg.rl == "ppo":
         models.critic = Critic.from_policy(policy).train()
         models.critic_optimizer = make_optimizer(models.critic, cfg.critic_lr, cfg.weight_decay)
+    if cfg.reward_rm:
+        models.reward_model = reward_model.load(cfg.reward_model, policy)
     return models
 
 
@@ -148,7 +156,8 @@ def rl_step(models: RLModels, train, run: Run, step: int) -> dict:
         set_lr(models.critic_optimizer, cfg.critic_lr * rl_lr_scale(step, cfg.rl_warmup_steps))
     rng, generator = step_rng(cfg.seed, "rl", step), step_generator(cfg.seed, "rl", step, device)
     # 2-3. B questions, G completions each from pi_old = pi_theta, and their rule-based rewards r_i
-    roll, first = rollouts.collect_rollouts(models.policy, run.tok, train, cfg, rng, generator, timer)
+    roll, first = rollouts.collect_rollouts(models.policy, run.tok, train, cfg, rng, generator, timer,
+                                            models.reward_model)
     # 4-6. advantages, log pi_old and log pi_ref, mu epochs of minibatch updates (none if the batch is empty)
     update = rl_update(models, roll, run.tok, cfg, device, generator) if roll.rewards.numel() else {}
     return dict(stage=cfg.rl, step=step + 1, lr=lr, **rollouts.rollout_stats(first, roll, cfg.std_ddof),  # the log
@@ -392,8 +401,10 @@ def stage3_start(policy: Transformer, cfg: TrainConfig, device: str) -> Transfor
 
 
 def stage_end(run: Run, stage: str, t_start: float) -> None:
-    """A record of the minutes since the pipeline started (in this process: a resumed run counts from its resume)."""
-    run.metrics.log(stage="stage_end", of=stage, minutes=round((time.perf_counter() - t_start) / 60, 2))
+    """In the R1 pipeline, a record of the minutes since the run started (in this process: a resumed run counts
+    from its resume), for the stage table."""
+    if run.cfg.pipeline == "r1":
+        run.metrics.log(stage="stage_end", of=stage, minutes=round((time.perf_counter() - t_start) / 60, 2))
 
 
 def r1_report(run: Run, n: int, t_start: float) -> dict:
@@ -411,10 +422,12 @@ def r1_report(run: Run, n: int, t_start: float) -> dict:
     print(f"\nthe R1 pipeline, held-out on {n} problems (minutes: since the start, at the end of each stage)")
     print("| stage | " + " | ".join(keys) + " | minutes |")
     print("|---|" + "---|" * (len(keys) + 1))
-    names = {"sft": "1. cold-start SFT", cfg.rl: f"2. reasoning RL ({cfg.rl.upper()})", "rs_sft": "3. rejection sampling -> SFT"}
+    names = {"sft": "1. cold-start SFT", cfg.rl: f"2. reasoning RL ({cfg.rl.upper()})",
+             "rs_sft": "3. rejection sampling -> SFT"}
+    cell = lambda k, v: f"{v:.1f}" if k == "length" else f"{v:.3f}"
     for stage, row in rows.items():
         end = ends.get(stage)
-        print(f"| {names[stage]} | " + " | ".join(f"{row.get(k, float('nan')):.3f}" for k in keys)
+        print(f"| {names[stage]} | " + " | ".join(cell(k, row[k]) for k in keys)
               + f" | {'' if end is None else f'{end:.1f}'} |")
     return run.metrics.records()[-1]
 

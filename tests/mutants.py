@@ -24,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = ["tests/test_updates.py", "tests/test_train_loop.py", "tests/test_train_grpo.py", "tests/test_ppo.py",
          "tests/test_rollouts.py", "tests/test_train.py", "tests/test_model.py"]
 T, S, R, P, O, C, E, M = "train.py", "sft.py", "rollouts.py", "ppo.py", "optim.py", "checkpoint.py", "sample.py", "model.py"
+J = "rejection.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
@@ -100,6 +101,17 @@ MUTANTS = [
  ("resume: evaluate before saving", T, "                save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)  # save, then evaluate\n"
   "                evaluate_rl(policy, held_out, run, step + 1)", "                evaluate_rl(policy, held_out, run, step + 1)\n"
   "                save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)", ["tests/test_resume.py"]),
+ # the learned reward, and stage 3 of the R1 pipeline (rejection.py)
+ ("rm: score not added", R, "        r = r + cfg.reward_rm * scores.flatten().to(r.dtype)\n", "", ["tests/test_rollouts.py"]),
+ ("rm: weight ignored", R, "r = r + cfg.reward_rm * scores", "r = r + scores", ["tests/test_rollouts.py"]),
+ ("rm: not passed to the sampler", T, "rng, generator, timer,\n                                            models.reward_model)", "rng, generator, timer,\n                                            None)", ["tests/test_reward_model.py"]),
+ ("r1: a truncated sample kept", J, "    if truncated:\n        return \"truncated\"", "    if False:\n        return \"truncated\"", ["tests/test_rejection.py"]),
+ ("r1: wrong steps kept", J, "    if any(s.reward < 1.0 for s in steps):", "    if False:", ["tests/test_rejection.py"]),
+ ("r1: no dedupe", J, "    kept = dedupe(accepted)", "    kept = accepted", ["tests/test_rejection.py"]),
+ ("r1: no non-reasoning data", J, "    examples = stage_examples(kept, direct, run.tok", "    examples = stage_examples(kept, [], run.tok", ["tests/test_rejection.py"]),
+ ("r1: stage 3 from the RL policy", T, "    torch.manual_seed(cfg.seed)  # as at the start of the pipeline", "    return copy.deepcopy(policy)  # as at the start of the pipeline", ["tests/test_rejection.py"]),
+ ("r1: resume runs stage 2 again", T, "    later = point is not None and point.stage not in (\"sft\", cfg.rl)", "    later = False", ["tests/test_rejection.py"]),
+ ("r1: stage 3 sampling not resumed", J, "    batches = read_candidates(path)", "    batches = []", ["tests/test_rejection.py"]),
 ]
 
 

@@ -115,7 +115,7 @@ def test_the_student_copy_imports_and_runs_what_does_not_use_the_blanked_code(st
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = lambda *args: subprocess.run([sys.executable, *args], cwd=out, env=env, capture_output=True, text=True)
     imports = run("-c", "import train, sft, rollouts, ppo, optim, checkpoint, memory, config, sample, bench, explain, "
-                        "tasks, word_problems, model, grpo, rewards")
+                        "tasks, word_problems, model, grpo, rewards, rejection, reward_model")
     assert imports.returncode == 0, imports.stderr
     assert run("train.py", "--help").returncode == 0
     assert "NotImplementedError" in run("-c", "import grpo; grpo.pass_at_k(5, 2, 1)").stderr

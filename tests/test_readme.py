@@ -38,6 +38,8 @@ import torch
 
 import bench
 import explain
+import rejection
+import reward_model
 import sample
 import config
 import tasks
@@ -121,6 +123,7 @@ COMMANDS = [c for doc in DOCS for c in readme_commands(doc.read_text(encoding="u
                                                        str(doc.relative_to(REPO)), _SEEN)]
 PYTHON = [c for c in COMMANDS if c.argv[0] == "python"]
 TRAIN = [c for c in PYTHON if c.program == "train.py"]
+REWARD_MODEL = [c for c in PYTHON if c.program == "reward_model.py"]
 
 
 def case_id(c: Command) -> str:
@@ -388,8 +391,10 @@ class Workspace:
         return out
 
     def producer(self, c: Command, path: str) -> Command:
-        """The first README command before c that writes `path` (a train.py run folder or stage checkpoint)."""
-        makers = [m for m in TRAIN if path in train_outputs(self.substitute(m, m.args))]
+        """The first README command before c that writes `path` (a train.py run folder or stage checkpoint, or a
+        reward model's folder)."""
+        makers = [m for m in TRAIN if path in train_outputs(self.substitute(m, m.args))] + \
+                 [m for m in REWARD_MODEL if os.path.normpath(last_value(m.args, "--out_dir")) == path]
         earlier = [m for m in makers if place(m) < place(c)]
         if not earlier:
             later = "; only later ones do: " + ", ".join(f"{m.source}:{m.line} `{m.text}`" for m in makers) if makers else ""
@@ -403,16 +408,19 @@ class Workspace:
         for path in input_paths(c, args):
             maker = self.producer(c, path)
             self.run_shared(maker)
-            out_dir = loose_config(self.substitute(maker, maker.args)).out_dir
+            out_dir = (last_value(maker.args, "--out_dir") if maker.program == "reward_model.py"
+                       else loose_config(self.substitute(maker, maker.args)).out_dir)
             if folder != self.shared:
                 shutil.copytree(self.shared / out_dir, folder / out_dir, dirs_exist_ok=True)
 
     def run_shared(self, c: Command) -> Ran:
-        """A train.py README command, tiny, in the shared folder (once)."""
+        """A train.py or reward_model.py README command, tiny, in the shared folder (once)."""
         if c not in self.ran:
             args = self.substitute(c, c.args)
             self.provide_inputs(c, args, self.shared)
-            self.ran[c] = run_main(train.main, tiny_train_argv(args), self.shared, f"{c.source}:{c.line}: {c.text}")
+            main, argv = ((reward_model.main, args + REWARD_MODEL_TINY) if c.program == "reward_model.py"
+                          else (train.main, tiny_train_argv(args)))
+            self.ran[c] = run_main(main, argv, self.shared, f"{c.source}:{c.line}: {c.text}")
         return self.ran[c]
 
 
@@ -431,7 +439,8 @@ def workspace(tmp_path_factory):
 # A few seconds of train.py: a command's own value of one of these is kept when it is no larger (it asks for
 # no more work), else this value is appended after the command's flags and wins.
 TRAIN_BUDGET = {"--n_train": 300, "--n_test": 12, "--sft_steps": 4, "--batch_size": 4, "--eval_n": 4,
-                "--rl_steps": 2, "--prompts_per_step": 2, "--group_size": 2, "--rl_eval_n": 4, "--pass_k": 2}
+                "--rl_steps": 2, "--prompts_per_step": 2, "--group_size": 2, "--rl_eval_n": 4, "--pass_k": 2,
+                "--rs_questions": 6, "--rs_samples": 2, "--rs_batch": 4, "--rs_sft_steps": 4}
 # Evaluation intervals and the device: a command's own value is kept.
 TRAIN_SETTINGS = {"--eval_every": 2, "--rl_eval_every": 1, "--device": "cpu"}
 # One torch thread in every run, a command's own --threads overridden (a setting of the machine, free on resume):
@@ -531,12 +540,17 @@ def assert_tiny(cfg: config.TrainConfig, own_size: bool) -> None:
     for flag, cap in budget.items():
         if flag in ("--n_train", "--n_test") and cfg.task == "gsm8k":
             continue  # the fixture's files: 40 and 12 problems
+        if flag.startswith("--rs_") and cfg.pipeline != "r1":
+            continue  # stage 3's flags: only in the R1 pipeline
         if flag not in ("--prompts_per_step", "--group_size"):
             assert getattr(cfg, flag[2:]) <= cap, (flag, getattr(cfg, flag[2:]))
     rows = budget["--prompts_per_step"] * budget["--group_size"]
     assert cfg.prompts_per_step * cfg.group_size <= max(rows, cfg.minibatches)
     if not own_size:
         assert (cfg.n_layer, cfg.n_embd) == (TINY_MODEL["--n_layer"], TINY_MODEL["--n_embd"])
+
+
+REWARD_MODEL_TINY = ["--pairs", "40", "--test_pairs", "10", "--steps", "2", "--batch_size", "4", "--threads", "1"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,7 +566,8 @@ def run_train_command(c: Command, ws: Workspace, folder: Path) -> int:
         ran, folder = ws.ran[c], ws.shared
     else:
         ws.provide_inputs(c, args, folder)
-        ran = run_main(train.main, argv, folder, f"{c.source}:{c.line}: {c.text}")
+        with scripted_rejection_sampler(cfg):
+            ran = run_main(train.main, argv, folder, f"{c.source}:{c.line}: {c.text}")
     record, out_dir = ran.result, folder / cfg.out_dir
     assert isinstance(record, dict) and record["stage"] == "final", ran.out[-2000:]
     lengths = re.search(r"lengths: longest prompt (\d+) tokens, longest worked solution (\d+); max_new_tokens (\d+), "
@@ -563,7 +578,11 @@ def run_train_command(c: Command, ws: Workspace, folder: Path) -> int:
     stages = ([] if cfg.init_from else ["sft"]) + ([cfg.rl] if cfg.rl != "none" else [])
     for stage in stages:
         assert (out_dir / stage / "model.safetensors").is_file() and (out_dir / stage / "tokenizer.json").is_file()
-    if cfg.rl == "none":
+    if cfg.pipeline == "r1":  # the stage table, and stage 3's checkpoint and samples
+        assert list(record["stages"]) == ["sft", cfg.rl, "rs_sft"] and "| 3. rejection sampling -> SFT |" in ran.out
+        assert (out_dir / "rs_sft" / "model.safetensors").is_file()
+        assert (out_dir / "rejection" / rejection.CANDIDATES_FILE).is_file()
+    elif cfg.rl == "none":
         assert record["eval_n"] >= 1 and 0 <= record["eval_pass_at_1"] <= 1
         assert "final held-out greedy pass@1" in ran.out
     else:
@@ -573,6 +592,24 @@ def run_train_command(c: Command, ws: Workspace, folder: Path) -> int:
     if cfg.task == "gsm8k":  # the fixture's long questions: the run sized its lengths from them and ran through
         assert prompt >= 200, f"the GSM8K fixture's longest prompt is only {prompt} tokens"
     return prompt
+
+
+@contextlib.contextmanager
+def scripted_rejection_sampler(cfg: config.TrainConfig):
+    """In the R1 pipeline, stage 3 keeps only right answers, and a tiny model trained for seconds writes none: its
+    sampler is replaced by one that writes each question's worked solution and one unformatted answer. Every
+    other part of the stage (verdicts, the SFT mix, the SFT, the table) is the real one."""
+    if cfg.pipeline != "r1":
+        yield
+        return
+    real = rejection.sample_batch
+    rejection.sample_batch = lambda policy, tok, problems, cfg, generator: (
+        [t for p in problems for t in [tasks.format_completion(p)] + [" 0"] * (cfg.rs_samples - 1)],
+        [False] * cfg.rs_samples * len(problems))
+    try:
+        yield
+    finally:
+        rejection.sample_batch = real
 
 
 def positional(args: list[str]) -> str:
@@ -666,6 +703,15 @@ def run_classroom_command(c: Command, ws: Workspace, folder: Path) -> None:
     assert ran.result and all((got == 0) if repo else (got == total) for got, total in ran.result.values()), ran.out
 
 
+def run_reward_model_command(c: Command, ws: Workspace, folder: Path) -> None:
+    """reward_model.py CHECKPOINT --out_dir DIR, tiny (REWARD_MODEL_TINY), from the README run that wrote the
+    checkpoint: it must report its pair accuracy and save the model."""
+    ran = ws.run_shared(c)
+    out = ws.shared / last_value(c.args, "--out_dir")
+    assert "held-out pair accuracy: all " in ran.out and (out / "model.safetensors").is_file(), ran.out[-2000:]
+    assert 0 <= ran.result["pair_accuracy"] <= 1
+
+
 def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
     """`python -m pytest -q` is the suite this file belongs to (running it here would recurse): check that it
     collects this file."""
@@ -678,7 +724,7 @@ def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
 
 RUNNERS = {"train.py": run_train_command, "sample.py": run_sample_command, "bench.py": run_bench_command,
            "explain.py": run_explain_command, "classroom/grade.py": run_classroom_command,
-           "classroom/make_student_copy.py": run_classroom_command,
+           "classroom/make_student_copy.py": run_classroom_command, "reward_model.py": run_reward_model_command,
            "-m pytest": run_pytest_command}
 
 

@@ -200,6 +200,37 @@ def test_sample_groups_puts_question_b_sample_g_in_row_b_times_g_plus_g_with_r1_
     assert timer["tokens"] == 134  # 28 + 28 + 16 + 12 + 32 + 18
 
 
+class LengthScorer(torch.nn.Module):
+    """A stand-in reward model: its output at a position is the number of real tokens up to it, so r_phi(q, o)
+    is |prompt| + |o| (the EOS included) when read at the completion's last token."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, idx, valid=None):
+        return valid.double().cumsum(-1)
+
+
+def test_a_learned_reward_model_adds_its_weighted_score_to_the_rule_rewards(tok):
+    cfg = config.TrainConfig(group_size=3, max_new_tokens=32, reward_rm=0.5, reward_model="unused-here")
+    roll = rollouts.sample_groups(scripted_policy(tok, GROUPS), tok, [P0, P1], cfg, torch.Generator().manual_seed(0),
+                                  None, LengthScorer())
+    p0, p1 = (len(tasks.encode(tok, tasks.format_prompt(q))) for q in (Q0, Q1))
+    # scores: prompt + completion lengths (28, 28, 16 | 12, 32, 18, as above); rules: 2, 1, 1 | 2, 0, 0
+    scores = [[p0 + 28, p0 + 28, p0 + 16], [p1 + 12, p1 + 32, p1 + 18]]
+    assert roll.rm_scores.tolist() == scores
+    rules = [[2.0, 1.0, 1.0], [2.0, 0.0, 0.0]]
+    assert roll.rewards.flatten().tolist() == pytest.approx([r + 0.5 * s for rr, ss in zip(rules, scores)
+                                                             for r, s in zip(rr, ss)])
+    stats = rollouts.rollout_stats(roll, roll, 0)
+    assert stats["rm_score"] == pytest.approx(sum(map(sum, scores)) / 6)
+    cfg.reward_rm = 0.0  # weight 0: the model is not asked, nothing is added
+    roll = rollouts.sample_groups(scripted_policy(tok, GROUPS), tok, [P0, P1], cfg, torch.Generator().manual_seed(0),
+                                  None, LengthScorer())
+    assert roll.rm_scores is None and roll.rewards.tolist() == rules and "rm_score" not in rollouts.rollout_stats(roll, roll, 0)
+
+
 def test_sample_groups_with_dapo_plus_minus_one_accuracy_and_no_format_reward(tok):
     roll, _ = groups(tok, reward_wrong=-1.0, reward_format=0.0)
     # accuracy only, a wrong (or missing) answer -1 (DAPO Eq. 7):

@@ -80,8 +80,10 @@ def test_rl_step_copies_the_policy_into_the_reference_when_it_is_due(monkeypatch
     models = train.RLModels(policy, ref, optim.make_optimizer(policy, 1e-3, 0.0))
     cfg = config.TrainConfig(rl_steps=4, iterations=2, prompts_per_step=2, group_size=4)
     roll = hand_made_rollouts()
-    monkeypatch.setattr(rollouts, "collect_rollouts", lambda *a: a[-1].update(rollout=0.0, reward=0.0, tokens=0)
-                        or (roll, roll))  # the hand-made rollout, and the timer the step logs
+    def collect(policy, tok, train, cfg, rng, generator, timer, *rest):  # the hand-made rollout; the timer it logs
+        timer.update(rollout=0.0, reward=0.0, tokens=0)
+        return roll, roll
+    monkeypatch.setattr(rollouts, "collect_rollouts", collect)
     seen = []
 
     def fake_update(models, *args):  # record what the reference is, then move the policy as an update would
