@@ -289,7 +289,9 @@ def test_smoke_pipeline_with_ppo_logs_every_field_the_time_split_and_the_memory(
         assert math.isfinite(memory[key]) and memory[key] > 100, key  # Python and torch alone take ~230 MiB
     # the stage's own peak (or the process's) is at least the RSS it began with, to within the rounding to 0.1 MiB
     assert memory["rss_increase_mib"] == pytest.approx(memory["peak_rss_mib"] - memory["rss_before_mib"], abs=0.11)
-    assert memory["rss_increase_mib"] >= -0.2 and memory["peak_rss_reset"] in (True, False)
+    # (Linux updates a process's RSS and peak counters lazily, per thread, so the two readings can disagree by a
+    # few hundred KiB: seen as -0.3 MiB on a loaded machine)
+    assert memory["rss_increase_mib"] >= -1.0 and memory["peak_rss_reset"] in (True, False)
     assert records[-1]["stage"] == "final" and records[-1]["memory"] == memory and "ppo" in records[-1]
     printed = capsys.readouterr().out
     assert "|    SFT |    PPO |  change |" in printed
