@@ -29,16 +29,16 @@ def model_table(models) -> list[dict]:
     rows = [("policy", "pi_theta, trained", models.policy, True), ("reference", "pi_ref, frozen", models.ref, False)]
     if models.critic is not None:
         rows.append(("critic", "V_psi, trained", models.critic, True))
-    if getattr(models, "reward_model", None) is not None:
+    if models.reward_model is not None:
         rows.append(("reward", "r_phi, frozen; + rules", models.reward_model, False))
     out = []
     for name, role, model, trained in rows:
         n_bytes = sum(p.numel() * p.element_size() for p in model.parameters()) * (4 if trained else 1)
         out.append(dict(model=name, role=role, params=sum(p.numel() for p in model.parameters()),
                         mib=round(n_bytes / 2 ** 20, 2)))
-    rules = [] if getattr(models, "reward_model", None) is not None else [
-        dict(model="reward", role="rule-based: rewards.py", params=0, mib=0.0)]
-    return out + rules
+    if models.reward_model is None:  # the rewards are rules: no model
+        out.append(dict(model="reward", role="rule-based: rewards.py", params=0, mib=0.0))
+    return out
 
 
 def format_model_table(rows: list[dict]) -> str:

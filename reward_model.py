@@ -24,8 +24,6 @@ alone, a policy can raise its score while its answers get worse (reward hacking)
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import random
 
 import torch
@@ -134,17 +132,6 @@ def load(path: str, policy) -> Critic:
     return model.requires_grad_(False).eval()
 
 
-def training_problems(train_config: dict, n: int) -> list[tasks.Problem]:
-    """The first n problems of a checkpoint's own training split, rebuilt from its training config (never a
-    held-out problem)."""
-    c = train_config
-    if c["task"] == "gsm8k":
-        train, test = (tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], f)) for f in ("train.jsonl", "test.jsonl"))
-        return tasks.split_gsm8k(train, test)[0][:n]
-    knobs = {k: c[k] for k in ("digits", "mul_digits", "min_ops", "max_ops")} if c["task"] == "arithmetic" else {}
-    return tasks.make_splits(c["task"], n, c["n_test"], c["seed"], **knobs)[0]
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description="Train a reward model on preference pairs, from a checkpoint.")
     p.add_argument("checkpoint", help="the policy checkpoint the reward model starts from (and will score)")
@@ -166,7 +153,7 @@ def main(argv=None) -> dict:
     if not config:
         p.error(f"{args.checkpoint}: no train_config in the checkpoint, so its training problems are unknown")
     torch.manual_seed(args.seed)
-    pairs = preference_pairs(training_problems(config, args.pairs), args.seed)
+    pairs = preference_pairs(sample.rebuild_splits(config, args.pairs)[0], args.seed)  # never held-out ones
     length = lambda q, response: len(tasks.encode(tok, tasks.format_prompt(q, config["template"]))) + \
         len(tasks.encode(tok, response)) + 1  # + EOS
     fits = [x for x in pairs if max(length(x[0], x[1]), length(x[0], x[2])) <= policy.cfg.max_seq_len]

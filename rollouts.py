@@ -82,10 +82,9 @@ def sample_groups(policy, tok, problems, cfg, generator, timer: dict | None = No
     c = [float(p["accuracy"] == 1.0) for p in parts]  # correct: 1/0 whatever value a wrong answer gets
     B, scores = len(problems), None
     if reward_model is not None and cfg.reward_rm:  # R1 stage 4: a preference reward beside the rules
-        device = next(reward_model.parameters()).device
-        with torch.no_grad():
-            scores = grpo.completion_scores(reward_model, *left_pad(prompts, tasks.PAD_ID, device),
-                                            roll.ids.to(device), roll.mask.to(device)).cpu().view(B, G)
+        device = next(reward_model.parameters()).device  # (no gradient: this function runs under no_grad)
+        scores = grpo.completion_scores(reward_model, *left_pad(prompts, tasks.PAD_ID, device),
+                                        roll.ids.to(device), roll.mask.to(device)).cpu().view(B, G)
         r = r + cfg.reward_rm * scores.flatten().to(r.dtype)
     timer["reward"] = timer.get("reward", 0.0) + time.perf_counter() - t
     return Rollouts(problems, prompts, roll.ids, roll.mask, roll.truncated, texts, r.view(B, G),

@@ -104,16 +104,23 @@ def evaluate(model, tok, problems: list[tasks.Problem], template: str, max_new_t
     return out
 
 
-def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:
-    """The first n problems of the checkpoint's own test split, rebuilt from its training config."""
+def rebuild_splits(train_config: dict, n_train: int = 0) -> tuple[list[tasks.Problem], list[tasks.Problem]]:
+    """(the first n_train training problems, the test split) of a checkpoint, rebuilt from its training config
+    as train.load_problems made them (GSM8K's train file is read only when n_train > 0)."""
     c = train_config
-    if c is None:
-        raise ValueError("the checkpoint stores no train_config, so its held-out split cannot be rebuilt")
     if c["task"] == "gsm8k":
         test = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "test.jsonl"))
-    else:
-        knobs = {k: c[k] for k in ("digits", "mul_digits", "min_ops", "max_ops")} if c["task"] == "arithmetic" else {}
-        _, test = tasks.make_splits(c["task"], 0, c["n_test"], c["seed"], **knobs)
+        train = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "train.jsonl")) if n_train else []
+        return tasks.split_gsm8k(train, test)[0][:n_train], test
+    knobs = {k: c[k] for k in ("digits", "mul_digits", "min_ops", "max_ops")} if c["task"] == "arithmetic" else {}
+    return tasks.make_splits(c["task"], n_train, c["n_test"], c["seed"], **knobs)
+
+
+def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:
+    """The first n problems of the checkpoint's own test split, rebuilt from its training config."""
+    if train_config is None:
+        raise ValueError("the checkpoint stores no train_config, so its held-out split cannot be rebuilt")
+    _, test = rebuild_splits(train_config)
     if n > len(test):
         raise ValueError(f"--n {n}: the checkpoint's test split has only {len(test)} problems")
     return test[:n]

@@ -133,6 +133,19 @@ def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys):
     assert sample.held_out_problems(stored, 10) == train.load_problems(cfg)[1][:10]
 
 
+def test_a_checkpoints_training_problems_are_rebuilt_as_the_run_made_them(tmp_path):
+    cfg = config.TrainConfig(n_train=300, n_test=20, seed=4)
+    made = train.load_problems(cfg)
+    assert sample.rebuild_splits(asdict(cfg), 50) == (made[0][:50], made[1])  # the first 50: a prefix of 300
+    row = lambda q, n: json.dumps({"question": q, "answer": f"{n}+1 = <<{n}+1={n + 1}>>{n + 1}\n#### {n + 1}"}) + "\n"
+    (tmp_path / "train.jsonl").write_text(row("Q 1?", 1) + row("Shared q?", 2) + row("Q 3?", 3))
+    (tmp_path / "test.jsonl").write_text(row("shared  Q?", 2))
+    gsm = asdict(config.TrainConfig(task="gsm8k", gsm8k_dir=str(tmp_path)))
+    train_part, test = sample.rebuild_splits(gsm, 5)
+    assert [p.question for p in train_part] == ["Q 1?", "Q 3?"] and [p.question for p in test] == ["shared  Q?"]
+    assert sample.rebuild_splits(gsm)[0] == []  # no training problems asked for: train.jsonl is not read
+
+
 def test_split_completion_separates_reasoning_and_answer():
     text = " <think> 2+3 = <<2+3=5>>5 </think> <answer> 5 </answer>"
     assert sample.split_completion(text) == ("2+3 = <<2+3=5>>5", "5")
