@@ -250,16 +250,18 @@ class Run:
     tok: Tokenizer
     metrics: Metrics
     device: str
+    run_config: dict | None = None  # what checkpoints record as the run's config, if not cfg (a stage's own cfg)
 
     def save(self, stage: str, step: int, models: dict, optimizers: dict, *, evaluate: bool, done: bool) -> None:
         """Before an evaluation, or when stopped: the stage checkpoint out_dir/<stage>/ (what sample.py and
         --init_from read; PPO's critic in <stage>/critic/) and the resume point."""
-        meta = {"train_config": asdict(self.cfg), "stage": stage, "step": step}
+        config = asdict(self.cfg) if self.run_config is None else self.run_config
+        meta = {"train_config": config, "stage": stage, "step": step}
         export = os.path.join(self.cfg.out_dir, stage)
         save_checkpoint(export, models["policy"], self.tok, meta)
         if "critic" in models:  # beside the policy, for a run that continues PPO
             save_checkpoint(os.path.join(export, "critic"), models["critic"], None, {**meta, "stage": f"{stage}_critic"})
-        save(self.cfg.out_dir, stage, step, models, optimizers, train_config=asdict(self.cfg), tokenizer=self.tok,
+        save(self.cfg.out_dir, stage, step, models, optimizers, train_config=config, tokenizer=self.tok,
              metrics_bytes=self.metrics.size(), evaluate=evaluate, done=done)
 
 

@@ -33,12 +33,13 @@ class TrainConfig:
     device: str = opt("auto", "'auto' (cuda if present, else cpu), 'cpu' or 'cuda'")
     threads: int = opt(0, "CPU threads for torch (0: torch's default)")
     # data
-    task: str = opt("arithmetic", "'arithmetic', 'word' (GSM8K-style, generated) or 'gsm8k' (real files)")
+    task: str = opt("arithmetic", "'arithmetic', 'word' (GSM8K-style, generated), 'mix' (both) or 'gsm8k' (real files)")
     gsm8k_dir: str = opt("", "folder with GSM8K's train.jsonl and test.jsonl, for --task gsm8k")
     digits: int = opt(3, "arithmetic: most digits of each operand")
     mul_digits: int = opt(1, "arithmetic: most digits of the second factor of a product")
     min_ops: int = opt(2, "arithmetic: fewest operators per problem")
     max_ops: int = opt(2, "arithmetic: most operators per problem")
+    word_frac: float = opt(0.5, "mix: share of word problems in each split, the rest arithmetic")
     n_train: int = opt(100_000, "training problems generated (none shared with the test split)")
     n_test: int = opt(1000, "held-out problems in the test split")
     template: str = opt("compact", "prompt template: 'compact' or 'r1' (DeepSeek-R1 Table 1, verbatim)")
@@ -66,6 +67,7 @@ class TrainConfig:
     rl: str = opt("grpo", "RL stage after SFT: 'grpo', 'ppo' (the baseline) or 'none' (SFT only)")
     init_from: str = opt("", "skip SFT and start RL from this checkpoint folder (e.g. runs/default/sft)")
     rl_steps: int = opt(100, "RL steps, each on prompts_per_step x group_size completions")
+    rl_mix: str = opt("", "the RL questions' task mixture, e.g. 'arithmetic:1' ('': every training problem alike)")
     rl_minutes: float = opt(0.0, "optional wall-clock budget of RL in minutes (0: none, stop on rl_steps)")
     prompts_per_step: int = opt(16, "B: training questions per RL step")
     group_size: int = opt(8, "G: completions sampled per question")
@@ -112,14 +114,20 @@ class TrainConfig:
     critic_lr: float = opt(1e-3, "PPO: the critic's learning rate (design: The critic)")
     whiten_adv: bool = opt(True, "PPO: normalise the advantages to mean 0, std 1 over the batch's tokens")
     # DeepSeek-R1's pipeline beyond stage 2 (--pipeline r1)
-    pipeline: str = opt("cold_start", "'cold_start' (stages 1-2: SFT, then RL) or 'r1' (then stage 3: rejection "
-                        "sampling -> SFT)")
+    pipeline: str = opt("cold_start", "'cold_start' (stages 1-2: SFT, then RL) or 'r1' (then stage 3, rejection "
+                        "sampling -> SFT, and stage 4, RL for all scenarios)")
     rs_questions: int = opt(4000, "stage 3: training questions sampled from the stage-2 policy")
     rs_samples: int = opt(4, "stage 3: completions sampled per question (R1 samples several, keeps the correct)")
     rs_batch: int = opt(64, "stage 3: questions per sampling call (a killed run resumes after the last whole one)")
     rs_direct_frac: float = opt(0.25, "stage 3: share of non-reasoning examples in the SFT mix (R1: 200k of 800k)")
     rs_init: str = opt("base", "stage 3: SFT starts from 'base' (stage 1's starting point, as R1), 'sft' or 'rl'")
     rs_sft_steps: int = opt(1500, "stage 3: SFT steps on the rejection-sampled mix")
+    stage4_steps: int = opt(100, "stage 4: RL steps for all scenarios, from the stage-3 model (0: end after stage 3)")
+    stage4_mix: str = opt("arithmetic:0.5,word:0.5", "stage 4: the task mixture of its questions (task:weight,...)")
+    stage4_rm: float = opt(0.5, "stage 4: weight of the learned reward r_phi beside the rule rewards (0: rules alone)")
+    stage4_language: float = opt(0.0, "stage 4: weight of the language-consistency reward (R1; 0: off)")
+    rm_pairs: int = opt(3000, "stage 4: preference pairs its reward model is trained on (reward_model.py)")
+    rm_steps: int = opt(300, "stage 4: AdamW steps of its reward model, 32 pairs each")
 
 
 PRESETS = {  # each a set of defaults; flags given on the command line override them
@@ -137,8 +145,11 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
     # the word problems at the default model size, on a CPU
     "word_cpu": dict(task="word", vocab_size=512, max_new_tokens=192, batch_size=32, sft_steps=1350, rl_steps=80,
                      pass_k=4, out_dir="runs/word_cpu"),
-    # DeepSeek-R1's pipeline: cold-start SFT, reasoning RL, rejection sampling -> SFT
-    "r1": dict(pipeline="r1", out_dir="runs/r1"),
+    # DeepSeek-R1's pipeline on arithmetic and word problems: cold-start SFT on both, reasoning RL on arithmetic,
+    # rejection sampling -> SFT, then RL on both with the rule rewards and a learned reward
+    # (a CPU-sized version: batches of 32, 2000 questions sampled in stage 3, pass@4, 50 steps of stage 4)
+    "r1": dict(pipeline="r1", task="mix", vocab_size=512, rl_mix="arithmetic:1", batch_size=32, rs_questions=2000,
+               pass_k=4, stage4_steps=50, out_dir="runs/r1"),
 }
 
 
@@ -185,15 +196,16 @@ def parse_bool(text: str) -> bool:
 
 parse_bool.__name__ = "bool"  # argparse names the type in its error messages
 
-ALLOWED = {"task": ("arithmetic", "word", "gsm8k"), "device": ("auto", "cpu", "cuda"), "template": tuple(tasks.TEMPLATES),
+ALLOWED = {"device": ("auto", "cpu", "cuda"), "template": tuple(tasks.TEMPLATES),
            "rl": ("grpo", "ppo", "none"), "adv_scale": grpo.SCALES, "agg": grpo.AGGREGATIONS,
            "supervision": ("outcome", "process"), "std_ddof": (0, 1), "process_outcome": ("none", "last_step"),
-           "pipeline": ("cold_start", "r1"), "rs_init": ("base", "sft", "rl")}
+           "pipeline": ("cold_start", "r1"), "rs_init": ("base", "sft", "rl"), "task": tasks.TASKS + ("gsm8k",)}
 AT_LEAST_1 = ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer", "rl_steps",
               "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every", "rl_eval_n",
-              "pass_k", "overlong_cache", "rs_questions", "rs_samples", "rs_batch", "rs_sft_steps")
+              "pass_k", "overlong_cache", "rs_questions", "rs_samples", "rs_batch", "rs_sft_steps", "rm_pairs", "rm_steps")
 AT_LEAST_0 = ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every", "micro_batch",
-              "forward_chunk", "max_new_tokens", "max_seq_len", "value_clip")
+              "forward_chunk", "max_new_tokens", "max_seq_len", "value_clip", "stage4_steps", "stage4_rm",
+              "stage4_language")
 POSITIVE = ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p", "vf_coef", "critic_lr")
 
 # Flags that act only in some runs: given (set to a value other than the default) anywhere else, they would be
@@ -208,12 +220,17 @@ ONLY_WITH = {
     "process_outcome": (lambda c: c.rl == "grpo" and c.supervision == "process", "--supervision process"),
     "gsm8k_dir": (lambda c: c.task == "gsm8k", "--task gsm8k"),
     "reward_model": (lambda c: c.reward_rm != 0, "--reward_rm W, W not 0"),
-    **{name: (lambda c: c.task == "arithmetic", "--task arithmetic")
+    **{name: (lambda c: c.task in ("arithmetic", "mix"), "--task arithmetic or mix")
        for name in ("digits", "mul_digits", "min_ops", "max_ops")},
+    "word_frac": (lambda c: c.task == "mix", "--task mix"),
+    "rl_mix": (lambda c: c.rl != "none", "--rl grpo or ppo"),
     **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
        for name in ("n_train", "n_test")},
     **{name: (lambda c: c.pipeline == "r1", "--pipeline r1")
-       for name in ("rs_questions", "rs_samples", "rs_batch", "rs_direct_frac", "rs_init", "rs_sft_steps")},
+       for name in ("rs_questions", "rs_samples", "rs_batch", "rs_direct_frac", "rs_init", "rs_sft_steps",
+                    "stage4_steps")},
+    **{name: (lambda c: c.pipeline == "r1" and c.stage4_steps > 0, "--pipeline r1 and --stage4_steps N, N > 0")
+       for name in ("stage4_mix", "stage4_rm", "stage4_language", "rm_pairs", "rm_steps")},
 }
 
 
@@ -249,6 +266,18 @@ def check_combinations(cfg: TrainConfig) -> None:
         raise ValueError(f"--sft_direct_frac must be in [0, 1), got {cfg.sft_direct_frac}")
     if not 0 <= cfg.rs_direct_frac < 1:
         raise ValueError(f"--rs_direct_frac must be in [0, 1), got {cfg.rs_direct_frac}")
+    if not 0 <= cfg.word_frac <= 1:
+        raise ValueError(f"--word_frac must be in [0, 1], got {cfg.word_frac}")
+    for name in ("rl_mix", "stage4_mix") if cfg.rl != "none" else ():
+        try:
+            mix = tasks.parse_mix(getattr(cfg, name))
+        except ValueError as e:
+            raise ValueError(f"--{name} {e}") from None
+        present = {"arithmetic": ("arithmetic", "mix"), "word": ("word", "mix", "gsm8k")}
+        missing = [k for k, w in mix.items() if w > 0 and cfg.task not in present[k]]
+        if missing and (name == "rl_mix" or cfg.pipeline == "r1" and cfg.stage4_steps):
+            raise ValueError(f"--{name} {getattr(cfg, name)!r} asks for {missing[0]} problems and --task {cfg.task} "
+                             f"has none: give --task mix, or leave {missing[0]} out of --{name}")
     if cfg.pipeline == "r1" and cfg.rl == "none":
         raise ValueError("--pipeline r1 samples stage 3's data from the RL model of stage 2: give --rl grpo or ppo")
     if cfg.reward_wrong >= 1:

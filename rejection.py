@@ -199,7 +199,7 @@ def run_rejection_sft(run, policy, train: list[tasks.Problem], test: list[tasks.
                          "has nothing to learn from: train stage 2 longer, or raise --rs_samples")
     n_direct = round(len(kept) * cfg.rs_direct_frac / (1 - cfg.rs_direct_frac))
     taken = {tasks.normalise_question(p.question) for p in train + test}
-    direct = non_reasoning(n_direct, cfg.seed, cfg.digits if cfg.task == "arithmetic" else 2, taken)
+    direct = non_reasoning(n_direct, cfg.seed, cfg.digits if cfg.task in ("arithmetic", "mix") else 2, taken)
     examples = stage_examples(kept, direct, run.tok, cfg.template, cfg.max_seq_len)
     if point is None:
         run.metrics.log(stage="rejection", **stats, non_reasoning=len(direct), examples=len(examples))

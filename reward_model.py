@@ -15,6 +15,8 @@ pairs, about a second goal that the rules do not check: say it concisely, in the
     sequence_scores    r_phi(q, o) of responses given as text, each read at its EOS
     train_reward_model Bradley-Terry (grpo.preference_loss) on a Critic's scalar head, the trunk copied from a
                        policy (InstructGPT: the reward model starts from the SFT model); held-out pair accuracy
+    build              pairs of given problems that fit the policy's positions -> train_reward_model -> saved
+                       (what this script and stage 4 of train.py's R1 pipeline run)
     load               a saved reward model, checked against the policy it will score (train.py --reward_model)
 
 Both sides of a pair hold the same right answer, so the reward model learns style, not correctness: optimised
@@ -121,6 +123,32 @@ def train_reward_model(policy, tok, train_pairs, test_pairs, steps: int, batch_s
     return model, stats
 
 
+def build(policy, tok, problems: list[tasks.Problem], out_dir: str, train_config: dict, n_test: int, steps: int,
+          batch_size: int = 32, lr: float = 1e-3, seed: int = 0, log=print) -> dict:
+    """A reward model for `policy`, saved in out_dir: preference pairs of `problems` (those too long for the
+    policy's positions dropped, and said), the last n_test of them held out, `train_reward_model`. Its stats."""
+    template = train_config["template"]
+    length = lambda q, response: len(tasks.encode(tok, tasks.format_prompt(q, template))) + \
+        len(tasks.encode(tok, response)) + 1  # + EOS
+    pairs = preference_pairs(problems, seed)
+    fits = [x for x in pairs if max(length(x[0], x[1]), length(x[0], x[2])) <= policy.cfg.max_seq_len]
+    if len(fits) < len(pairs) and log:
+        log(f"dropped {len(pairs) - len(fits)} of {len(pairs)} pairs longer than the model's "
+            f"{policy.cfg.max_seq_len} positions")
+    n_test = min(n_test, len(fits) // 2)
+    if not n_test:
+        raise ValueError(f"no preference pair of {len(pairs)} fits the model's {policy.cfg.max_seq_len} positions")
+    model, stats = train_reward_model(policy, tok, fits[:-n_test], fits[-n_test:], steps, batch_size, lr, seed,
+                                      template, next(policy.parameters()).device.type, log)
+    stats["test_pairs"] = n_test
+    save_checkpoint(out_dir, model, tok, {"train_config": train_config, "reward_model": stats})
+    if log:
+        log("held-out pair accuracy: " + " | ".join(f"{k[len('pair_accuracy_'):] or 'all'} {v:.3f}"
+                                                    for k, v in stats.items() if k.startswith("pair_accuracy"))
+            + f" on {n_test} pairs\nreward model: {out_dir} ({model.num_params():,} parameters)")
+    return stats
+
+
 def load(path: str, policy) -> Critic:
     """The reward model saved in `path`, frozen, on the policy's device; a ValueError if it cannot score the
     policy's completions (another vocabulary, or fewer positions than the policy's sequences)."""
@@ -153,21 +181,9 @@ def main(argv=None) -> dict:
     if not config:
         p.error(f"{args.checkpoint}: no train_config in the checkpoint, so its training problems are unknown")
     torch.manual_seed(args.seed)
-    pairs = preference_pairs(sample.rebuild_splits(config, args.pairs)[0], args.seed)  # never held-out ones
-    length = lambda q, response: len(tasks.encode(tok, tasks.format_prompt(q, config["template"]))) + \
-        len(tasks.encode(tok, response)) + 1  # + EOS
-    fits = [x for x in pairs if max(length(x[0], x[1]), length(x[0], x[2])) <= policy.cfg.max_seq_len]
-    if len(fits) < len(pairs):
-        print(f"dropped {len(pairs) - len(fits)} of {len(pairs)} pairs longer than the model's "
-              f"{policy.cfg.max_seq_len} positions")
-    n_test = min(args.test_pairs, len(fits) // 2)
-    model, stats = train_reward_model(policy, tok, fits[:-n_test], fits[-n_test:], args.steps, args.batch_size,
-                                      args.lr, args.seed, config["template"])
-    save_checkpoint(args.out_dir, model, tok, {"train_config": config, "reward_model": {**vars(args), **stats}})
-    print("held-out pair accuracy: " + " | ".join(f"{k[len('pair_accuracy_'):] or 'all'} {v:.3f}"
-                                                   for k, v in stats.items() if k.startswith("pair_accuracy"))
-          + f" on {n_test} pairs\nreward model: {args.out_dir} ({model.num_params():,} parameters)")
-    return stats
+    problems = sample.rebuild_splits(config, args.pairs)[0]  # never held-out ones
+    return build(policy, tok, problems, args.out_dir, config, args.test_pairs, args.steps, args.batch_size, args.lr,
+                 args.seed)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ batch the updates learn from (DeepSeekMath Algorithm 1, the part before the grad
 
     Rollouts         one step's B x G completions: row b*G + g is sample g of question b (a group: G rows)
     sample_groups    G completions per question from ONE batched KV-cache generate() call, then the rewards
-    collect_rollouts a step's batch; with DAPO's dynamic sampling, groups of equal rewards are refilled
+    collect_rollouts a step's batch (its questions drawn from a task mixture, if any); with DAPO's dynamic
+                     sampling, groups of equal rewards are refilled
     advantages       A_{i,t}: outcome (group-relative, §4.1.2) or process supervision (per step, §4.1.3)
     rollout_batch    the rollout on the device with log pi_old and log pi_ref, computed once, without gradient
     minibatches      the rows in random order, cut into exactly min(k, N) minibatches
@@ -117,17 +118,19 @@ def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator, tim
                      reward_model=None) -> tuple[Rollouts, Rollouts]:
     """(the batch to learn from, the first rollout as sampled, for logging).
 
-    Without dynamic sampling both are one rollout of prompts_per_step random training questions. With it
+    `train` is the training problems, or a tasks.Mixture that draws them by task (R1's stage 4). Without
+    dynamic sampling both are one rollout of prompts_per_step random training questions. With it
     (DAPO Eq. 11), groups whose G rewards are all equal (zero advantage, zero gradient) are dropped and
     fresh questions are sampled until prompts_per_step groups remain or DYNAMIC_SAMPLING_ROUNDS rollouts
     have been drawn; the batch may then be smaller (or empty: the step is skipped).
     """
-    first = sample_groups(policy, tok, rng.sample(train, cfg.prompts_per_step), cfg, generator, timer, reward_model)
+    questions = train if isinstance(train, tasks.Mixture) else tasks.Mixture(train)
+    first = sample_groups(policy, tok, questions.draw(rng, cfg.prompts_per_step), cfg, generator, timer, reward_model)
     if not cfg.dynamic_sampling:
         return first, first
     parts, keep = [first], [grpo.dynamic_sampling_filter(first.rewards)]
     while sum(int(k.sum()) for k in keep) < cfg.prompts_per_step and len(parts) < DYNAMIC_SAMPLING_ROUNDS:
-        parts.append(sample_groups(policy, tok, rng.sample(train, cfg.prompts_per_step), cfg, generator, timer,
+        parts.append(sample_groups(policy, tok, questions.draw(rng, cfg.prompts_per_step), cfg, generator, timer,
                                    reward_model))
         keep.append(grpo.dynamic_sampling_filter(parts[-1].rewards))
     return select_groups(parts, keep, cfg.prompts_per_step, cfg.group_size), first

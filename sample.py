@@ -81,13 +81,18 @@ def evaluate(model, tok, problems: list[tasks.Problem], template: str, max_new_t
              temperature: float = 0.6, top_p: float = 0.95, generator: torch.Generator | None = None,
              batch_size: int = 256, length: bool = False) -> dict:
     """Held-out scores of a model: greedy pass@1 and shows_work (the fraction of greedy completions with a
-    non-empty <think> block), with `length` the mean length in tokens of the greedy completions (EOS not
+    non-empty <think> block), on problems of several tasks the greedy pass@1 of each task (pass_at_1_arithmetic,
+    pass_at_1_word), with `length` the mean length in tokens of the greedy completions (EOS not
     counted), and with pass_k = k > 1, from k samples per problem at (temperature, top_p):
     pass@k (the unbiased estimator of Chen et al. 2021, grpo.pass_at_k with n = k), sampled pass@1 and cons@k
     (majority vote over the k answers, grpo.majority_vote: what sharpening alone could reach)."""
     texts = complete(model, tok, [p.question for p in problems], template, max_new_tokens, batch_size=batch_size)
-    out = {"pass_at_1": pass_rate(texts, problems),
-           "shows_work": sum(split_completion(t)[0] != "" for t in texts) / len(problems)}
+    out = {"pass_at_1": pass_rate(texts, problems)}
+    kinds = [tasks.task_of(p) for p in problems]
+    for kind in tasks.KINDS if len(set(kinds)) > 1 else ():  # problems of several tasks: the pass@1 of each too
+        mine = [(t, p) for t, p, k in zip(texts, problems, kinds) if k == kind]
+        out[f"pass_at_1_{kind}"] = pass_rate(*zip(*mine)) if mine else float("nan")
+    out["shows_work"] = sum(split_completion(t)[0] != "" for t in texts) / len(problems)
     if length:
         out["length"] = sum(len(tasks.encode(tok, t)) for t in texts) / len(problems)
     k = pass_k
@@ -112,8 +117,7 @@ def rebuild_splits(train_config: dict, n_train: int = 0) -> tuple[list[tasks.Pro
         test = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "test.jsonl"))
         train = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "train.jsonl")) if n_train else []
         return tasks.split_gsm8k(train, test)[0][:n_train], test
-    knobs = {k: c[k] for k in ("digits", "mul_digits", "min_ops", "max_ops")} if c["task"] == "arithmetic" else {}
-    return tasks.make_splits(c["task"], n_train, c["n_test"], c["seed"], **knobs)
+    return tasks.make_splits(c["task"], n_train, c["n_test"], c["seed"], **tasks.split_knobs(c))
 
 
 def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:

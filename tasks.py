@@ -4,7 +4,10 @@ knows about models or training.
     Problem                     a question, its worked solution (GSM8K style) and its integer answer string
     arithmetic_problem          expressions like 347*6+125-89, worked step by step (word_problems.py: stories)
     load_gsm8k, split_gsm8k     the real GSM8K JSONL files, strictly parsed; train without test's questions
-    make_splits                 leak-free generated train/test splits
+    make_splits                 leak-free generated train/test splits; 'mix' shuffles arithmetic and word ones
+    task_of                     which generator wrote a problem: 'arithmetic' or 'word'
+    parse_mix, apportion        a task mixture 'arithmetic:1,word:3' as weights; a batch split by them
+    Mixture                     the questions of an RL step, drawn by task in the mixture's shares
     format_prompt, TEMPLATES    the prompt: DeepSeek-R1's template verbatim ('r1') or a compact one
     format_completion           the SFT target: <think> worked steps </think> <answer> N </answer>
     train_tokenizer             byte-level BPE, every digit its own token; encode, decode
@@ -18,8 +21,10 @@ docs/design.md's choices 1-8.
 
 import codecs
 import json
+import math
 import os
 import random
+import re
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from itertools import accumulate
@@ -317,25 +322,55 @@ def _unique_problems(draw, n: int, exclude: set[str], what: str) -> list[Problem
     return problems
 
 
-TASKS = ("arithmetic", "word")
+TASKS = ("arithmetic", "word", "mix")  # 'mix': both generators, a share word_frac of word problems
+KINDS = ("arithmetic", "word")  # what one generated problem can be (task_of)
+ARITHMETIC_QUESTION = re.compile(r"What is [0-9+*-]+\?")
+
+
+def task_of(p: Problem) -> str:
+    """Which generator wrote a problem: 'arithmetic' ("What is 347*6+125?"), else 'word'.
+
+    >>> task_of(Problem("What is 2+3*4?", "", "14")), task_of(Problem("Ann has 3 pens. How many?", "", "3"))
+    ('arithmetic', 'word')
+    """
+    return "arithmetic" if ARITHMETIC_QUESTION.fullmatch(p.question) else "word"
+
+
+def split_knobs(config: dict) -> dict:
+    """The keyword arguments of make_splits that a run's config (a TrainConfig as a dict) gives its task."""
+    arithmetic = {k: config[k] for k in ("digits", "mul_digits", "min_ops", "max_ops")}
+    return {"arithmetic": arithmetic, "mix": {**arithmetic, "word_frac": config["word_frac"]}}.get(config["task"], {})
 
 
 def make_splits(
-    task: str, n_train: int, n_test: int, seed: int, **knobs
+    task: str, n_train: int, n_test: int, seed: int, word_frac: float = 0.5, **knobs
 ) -> tuple[list[Problem], list[Problem]]:
     """Leak-free synthetic train/test splits (design: Leak-free splits).
 
     Test is drawn first from its own seed, so it does not change with n_train.
-    knobs go to arithmetic_problem (digits=, ops=, ...).
+    knobs go to arithmetic_problem (digits=, ops=, ...). 'mix' is round(word_frac * n) word problems and the
+    rest arithmetic, each part the split of its own task with the same seed, shuffled together (seeded).
 
     >>> train, test = make_splits("arithmetic", 20, 10, seed=0)
     >>> len(train), len(test)
     (20, 10)
+    >>> train, test = make_splits("mix", 20, 10, seed=0, word_frac=0.3)
+    >>> [sum(task_of(p) == "word" for p in split) for split in (train, test)]
+    [6, 3]
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; allowed: {list(TASKS)}")
     if task == "word" and knobs:
         raise ValueError(f"the word task takes no knobs, got {sorted(knobs)}")
+    if task == "mix":
+        if not 0 <= word_frac <= 1:
+            raise ValueError(f"word_frac={word_frac}: a share, between 0 and 1")
+        n_word = lambda n: round(word_frac * n)
+        arithmetic = make_splits("arithmetic", n_train - n_word(n_train), n_test - n_word(n_test), seed, **knobs)
+        word = make_splits("word", n_word(n_train), n_word(n_test), seed)
+        rng = random.Random(f"{seed}-mix")
+        splits = (arithmetic[0] + word[0], arithmetic[1] + word[1])
+        return tuple(rng.sample(split, len(split)) for split in splits)  # a shuffled copy of each
     import word_problems  # imported here: word_problems builds on this module's Problem
 
     generate = arithmetic_problem if task == "arithmetic" else word_problems.word_problem
@@ -345,6 +380,68 @@ def make_splits(
     test = _unique_problems(draw_test, n_test, seen, f"{task} test")
     train = _unique_problems(draw_train, n_train, seen, f"{task} train")
     return train, test
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """A task mixture 'arithmetic:0.5,word:0.5' -> {'arithmetic': 0.5, 'word': 0.5}, weights normalised to sum 1;
+    '' -> {} (no mixture: every training problem alike). A ValueError names what is wrong.
+
+    >>> parse_mix("arithmetic:3,word:1")
+    {'arithmetic': 0.75, 'word': 0.25}
+    """
+    if not text:
+        return {}
+    weights = {}
+    for part in text.split(","):
+        name, _, weight = part.partition(":")
+        name = name.strip()
+        if name not in KINDS or name in weights:
+            raise ValueError(f"{text!r}: {name!r} is not one of {', '.join(KINDS)}, or comes twice "
+                             "(write task:weight,task:weight)")
+        try:
+            weights[name] = float(weight)
+        except ValueError:
+            raise ValueError(f"{text!r}: the weight of {name} is {weight!r}, not a number (write task:weight)") from None
+        if not weights[name] >= 0:
+            raise ValueError(f"{text!r}: the weight of {name} must be >= 0")
+    total = sum(weights.values())
+    if total <= 0:
+        raise ValueError(f"{text!r}: the weights sum to 0")
+    return {k: v / total for k, v in weights.items()}
+
+
+def apportion(weights: dict[str, float], n: int) -> dict[str, int]:
+    """n items split by weights, the largest-remainder way: each gets floor(w * n), then the leftover items go to
+    the largest remainders (ties: the order of `weights`). The counts sum to n, every step the same.
+
+    >>> apportion({"arithmetic": 0.5, "word": 0.5}, 5), apportion({"a": 0.7, "b": 0.2, "c": 0.1}, 4)
+    ({'arithmetic': 3, 'word': 2}, {'a': 3, 'b': 1, 'c': 0})
+    """
+    counts = {k: math.floor(w * n) for k, w in weights.items()}
+    by_remainder = sorted(weights, key=lambda k: -(weights[k] * n - counts[k]))  # sorted is stable
+    for k in by_remainder[:n - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+class Mixture:
+    """The training questions an RL stage draws from: all of them alike, or a mixture of tasks by weight (R1's
+    stage 4, RL for all scenarios). `draw(rng, n)` gives n distinct questions: apportion(weights, n) of each
+    task, in the order of the weights, each drawn at random from that task's problems."""
+
+    def __init__(self, problems: list[Problem], weights: dict[str, float] | None = None):
+        self.problems, self.weights = problems, weights or {}
+        self.pools = {k: [p for p in problems if task_of(p) == k] for k in self.weights}
+        for k, pool in self.pools.items():
+            if self.weights[k] > 0 and not pool:
+                raise ValueError(f"the task mixture asks for {k} problems, and the training data has none: give "
+                                 f"--task mix (or the task itself), or leave {k} out of the mixture")
+
+    def draw(self, rng: random.Random, n: int) -> list[Problem]:
+        if not self.weights:  # every training problem alike (the draws of a run without a mixture)
+            return rng.sample(self.problems, n)
+        counts = apportion(self.weights, n)
+        return [p for k in self.weights for p in rng.sample(self.pools[k], counts[k])]
 
 
 def split_gsm8k(train: list[Problem], test: list[Problem]) -> tuple[list[Problem], list[Problem]]:

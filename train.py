@@ -3,7 +3,7 @@
     python train.py                   # SFT then GRPO on 3-digit arithmetic, a 0.84M-parameter model (~12 min, CPU)
     python train.py --preset sft      # SFT only, every target a worked solution
     python train.py --rl ppo --out_dir runs/ppo        # the same with PPO, the baseline GRPO improves on
-    python train.py --preset r1       # R1's stages 1-3: then rejection sampling -> SFT, and a table of the stages
+    python train.py --preset r1       # R1's four stages on arithmetic and word problems, and a table of them
     python train.py --help            # every flag (config.py), with its help line
 
 Read it top to bottom, the DeepSeek-R1 recipe (arXiv 2501.12948) in miniature:
@@ -18,7 +18,9 @@ Read it top to bottom, the DeepSeek-R1 recipe (arXiv 2501.12948) in miniature:
   4. Evaluation: held-out greedy pass@1, sampled pass@k and cons@k, before and after RL.
   5. With --pipeline r1, stage 3 (rejection.py): sample the RL model on training questions, keep the right,
      well-formed, readable completions, and SFT on them plus non-reasoning examples from the stage-1 start.
-     A learned reward (reward_model.py, --reward_rm) can join the rule rewards in any RL stage.
+     Then stage 4 (`run_stage4`), RL for all scenarios: stage 2's RL on a mixture of tasks (--stage4_mix), with
+     a learned reward model (reward_model.py) beside the rule rewards. A learned reward (--reward_rm) can also
+     join the rule rewards in stage 2.
 Every stage stops on step counts, so the same seed gives the same run; a checkpoint is written before each
 evaluation, and running the same command again continues a stopped run (checkpoint.py).
 Where this departs from the papers, or a choice the papers leave open, see docs/design.md.
@@ -27,9 +29,11 @@ Where this departs from the papers, or a choice the papers leave open, see docs/
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -63,8 +67,7 @@ def load_problems(cfg: TrainConfig) -> tuple[list[tasks.Problem], list[tasks.Pro
         train = tasks.load_gsm8k(os.path.join(cfg.gsm8k_dir, "train.jsonl"))
         test = tasks.load_gsm8k(os.path.join(cfg.gsm8k_dir, "test.jsonl"))
         return tasks.split_gsm8k(train, test)
-    knobs = dict(digits=cfg.digits, mul_digits=cfg.mul_digits, min_ops=cfg.min_ops, max_ops=cfg.max_ops)
-    return tasks.make_splits(cfg.task, cfg.n_train, cfg.n_test, cfg.seed, **(knobs if cfg.task == "arithmetic" else {}))
+    return tasks.make_splits(cfg.task, cfg.n_train, cfg.n_test, cfg.seed, **tasks.split_knobs(asdict(cfg)))
 
 
 def plan_lengths(longest_prompt: int, longest_solution: int, max_new_tokens: int = 0,
@@ -143,9 +146,12 @@ def reset_reference(step: int, cfg: TrainConfig) -> bool:
     # END SOLUTION algorithm-1
 
 
-def rl_step(models: RLModels, train, run: Run, step: int) -> dict:
-    """One step of DeepSeekMath's Algorithm 1 (0-based `step`); its metrics record."""
+def rl_step(models: RLModels, train, run: Run, step: int, stage: str | None = None) -> dict:
+    """One step of DeepSeekMath's Algorithm 1 (0-based `step`) of the RL stage `stage` (default: stage 2, named
+    after the algorithm); its metrics record. `train`: the training problems, or a tasks.Mixture of them."""
     cfg, device, t_step, timer = run.cfg, run.device, time.perf_counter(), {}
+    stage = stage or cfg.rl
+    stream = "rl" if stage == cfg.rl else stage  # the random draws of this stage's steps
     if reset_reference(step, cfg):  # 1. an outer iteration starts: pi_ref <- pi_theta
         # BEGIN SOLUTION algorithm-1: copy the policy's weights into the reference model
         models.ref.load_state_dict(models.policy.state_dict())
@@ -154,13 +160,13 @@ def rl_step(models: RLModels, train, run: Run, step: int) -> dict:
     set_lr(models.optimizer, lr)
     if models.critic_optimizer is not None:
         set_lr(models.critic_optimizer, cfg.critic_lr * rl_lr_scale(step, cfg.rl_warmup_steps))
-    rng, generator = step_rng(cfg.seed, "rl", step), step_generator(cfg.seed, "rl", step, device)
+    rng, generator = step_rng(cfg.seed, stream, step), step_generator(cfg.seed, stream, step, device)
     # 2-3. B questions, G completions each from pi_old = pi_theta, and their rule-based rewards r_i
     roll, first = rollouts.collect_rollouts(models.policy, run.tok, train, cfg, rng, generator, timer,
                                             models.reward_model)
     # 4-6. advantages, log pi_old and log pi_ref, mu epochs of minibatch updates (none if the batch is empty)
     update = rl_update(models, roll, run.tok, cfg, device, generator) if roll.rewards.numel() else {}
-    return dict(stage=cfg.rl, step=step + 1, lr=lr, **rollouts.rollout_stats(first, roll, cfg.std_ddof),  # the log
+    return dict(stage=stage, step=step + 1, lr=lr, **rollouts.rollout_stats(first, roll, cfg.std_ddof),  # the log
                 rollout_s=round(timer["rollout"], 3), reward_s=round(timer["reward"], 3),
                 step_s=round(time.perf_counter() - t_step, 3),
                 rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)
@@ -245,13 +251,16 @@ def minibatch_updates(models: RLModels, batch: rollouts.Batch, policy_loss, cfg:
     return {**rollouts.mean_stats(logs), **{k: round(v, 3) for k, v in seconds.items()}}
 
 
-def run_rl(policy, train, test, run: Run, point: checkpoint.ResumePoint | None = None) -> dict:
-    """The RL stage, GRPO or PPO: rl_steps of `rl_step`; every rl_eval_every steps (and before the first) a
-    checkpoint, then greedy pass@1, pass@k and cons@k on held-out problems. With a resume point of this stage
-    (the policy's weights already loaded), the other models and the optimizers are restored and it continues.
-    Returns "models" (memory.model_table) and "memory" (memory.record)."""
-    cfg, stage = run.cfg, run.cfg.rl
+def run_rl(policy, train, test, run: Run, point: checkpoint.ResumePoint | None = None, stage: str | None = None,
+           evaluate_first: bool = True) -> dict:
+    """An RL stage, GRPO or PPO: rl_steps of `rl_step` on questions drawn by --rl_mix; every rl_eval_every steps
+    (and before the first, if evaluate_first) a checkpoint, then greedy pass@1, pass@k and cons@k on held-out
+    problems. With a resume point of this stage (the policy's weights already loaded), the other models and the
+    optimizers are restored and it continues. `stage` names the stage's checkpoints and records (default: the
+    algorithm, stage 2). Returns "models" (memory.model_table) and "memory" (memory.record)."""
+    cfg, stage = run.cfg, stage or run.cfg.rl
     held_out, before = test[:cfg.rl_eval_n], memory.baseline(run.device)
+    questions = tasks.Mixture(train, tasks.parse_mix(cfg.rl_mix))
     models = make_rl_models(policy, cfg)
     named = {"policy": models.policy, "reference": models.ref, **({"critic": models.critic} if models.critic else {})}
     optimizers = {"optimizer": models.optimizer,
@@ -265,8 +274,8 @@ def run_rl(policy, train, test, run: Run, point: checkpoint.ResumePoint | None =
     if point is None:
         run.metrics.log(stage=stage, models=table, **before)
     save = lambda step, **kw: run.save(stage, step, named, optimizers, **kw)
-    if point is None or point.evaluate:  # the SFT model before any RL step, or the evaluation a kill interrupted
-        evaluate_rl(policy, held_out, run, start)
+    if point is None and evaluate_first or point is not None and point.evaluate:  # the model before any RL step,
+        evaluate_rl(policy, held_out, run, start, stage)  # or the evaluation a kill interrupted
     if point is not None and point.done:
         return {"models": table, "memory": memory.record(run.device, before)}
     with StopRequest() as stop:
@@ -279,17 +288,17 @@ def run_rl(policy, train, test, run: Run, point: checkpoint.ResumePoint | None =
             if cfg.rl_minutes and time.perf_counter() - t0 > 60 * cfg.rl_minutes:
                 tqdm.write(f"rl_minutes={cfg.rl_minutes} reached after {step} of {cfg.rl_steps} steps")
                 save(step, evaluate=True, done=True)
-                evaluate_rl(policy, held_out, run, step)
+                evaluate_rl(policy, held_out, run, step, stage)
                 break
             try:
-                record = rl_step(models, train, run, step)
+                record = rl_step(models, questions, run, step, stage)
             except NonFiniteError as e:
                 raise NonFiniteError(f"{e} at {stage.upper()} step {step + 1}") from None
             run.metrics.log(**record)
             tqdm.write(checkpoint.step_line(record))
             if (step + 1) % cfg.rl_eval_every == 0 or step + 1 == cfg.rl_steps:
                 save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)  # save, then evaluate
-                evaluate_rl(policy, held_out, run, step + 1)
+                evaluate_rl(policy, held_out, run, step + 1, stage)
     return {"models": table, "memory": memory.record(run.device, before)}
 
 
@@ -375,15 +384,19 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
         print(f"final held-out greedy pass@1: {acc:.3f} on {len(test)} problems | total {minutes:.1f} min")
         print(f"checkpoint: {os.path.join(cfg.out_dir, 'sft')} (model.safetensors and tokenizer.json)")
         return run.metrics.records()[-1]
-    later = point is not None and point.stage not in ("sft", cfg.rl)  # resuming stage 3: stage 2 is done
-    if not later:  # stage 2: reasoning RL
-        rl = run_rl(model, train, test, run, point if point is not None and point.stage == cfg.rl else None)
+    resuming = point.stage if point is not None else None
+    if resuming in (None, "sft", cfg.rl):  # stage 2: reasoning RL
+        rl = run_rl(model, train, test, run, point if resuming == cfg.rl else None)
         stage_end(run, cfg.rl, t_start)
-    if cfg.pipeline == "r1":  # stage 3: rejection sampling -> SFT
-        start = stage3_start(model, cfg, device) if not later else model
-        model = rejection.run_rejection_sft(run, model, train, test, point if later else None, start)
-        evaluate_rl(model, test[:cfg.rl_eval_n], run, cfg.rs_sft_steps, "rs_sft")
-        stage_end(run, "rs_sft", t_start)
+    if cfg.pipeline == "r1":
+        if resuming != STAGE4:  # stage 3: rejection sampling -> SFT
+            start = stage3_start(model, cfg, device) if resuming != "rs_sft" else model
+            model = rejection.run_rejection_sft(run, model, train, test, point if resuming == "rs_sft" else None, start)
+            evaluate_rl(model, test[:cfg.rl_eval_n], run, cfg.rs_sft_steps, "rs_sft")
+            stage_end(run, "rs_sft", t_start)
+        if cfg.stage4_steps:  # stage 4: RL for all scenarios
+            run_stage4(model, train, test, run, point if resuming == STAGE4 else None)
+            stage_end(run, STAGE4, t_start)
         return r1_report(run, min(cfg.rl_eval_n, len(test)), t_start)
     return final_report(run, rl, min(cfg.rl_eval_n, len(test)), rss_before_policy, t_start)
 
@@ -400,6 +413,35 @@ def stage3_start(policy: Transformer, cfg: TrainConfig, device: str) -> Transfor
     return Transformer(policy.cfg).to(device)
 
 
+STAGE4 = "rl_all"  # the name of stage 4's checkpoints and records
+
+
+def stage4_config(cfg: TrainConfig) -> TrainConfig:
+    """Stage 4 is stage 2's RL with these settings in place: its own steps, the --stage4_mix of tasks, the learned
+    reward out_dir/reward_model at weight --stage4_rm beside the rule rewards, and --stage4_language."""
+    return dataclasses.replace(cfg, rl_steps=cfg.stage4_steps, rl_mix=cfg.stage4_mix, reward_rm=cfg.stage4_rm,
+                               reward_model=os.path.join(cfg.out_dir, "reward_model") if cfg.stage4_rm else "",
+                               reward_language=cfg.stage4_language)
+
+
+def run_stage4(policy, train, test, run: Run, point: checkpoint.ResumePoint | None = None) -> None:
+    """Stage 4, RL for all scenarios (DeepSeek-R1 §2.3.4): the RL of stage 2 (`run_rl`) on the stage-3 model, its
+    questions drawn from a mixture of tasks, rewarded by the rule rewards plus a learned reward for a second goal
+    (R1: human preferences; here conciseness, format and one language). The reward model starts from the stage-3
+    model and learns from preference pairs of the mixture's training questions (reward_model.build); it is
+    written before stage 4's first checkpoint, so a resumed stage 4 reads it back. The reference pi_ref is the
+    stage-3 model; no evaluation before the first step (stage 3's last one is of the same model)."""
+    cfg = stage4_config(run.cfg)
+    if cfg.reward_rm and point is None:
+        problems = tasks.Mixture(train, tasks.parse_mix(cfg.rl_mix)).draw(random.Random(f"{cfg.seed}-rm"),
+                                                                          min(cfg.rm_pairs, len(train)))
+        stats = reward_model.build(policy, run.tok, problems, cfg.reward_model, asdict(run.cfg),
+                                   n_test=max(cfg.rm_pairs // 10, 1), steps=cfg.rm_steps, seed=cfg.seed)
+        run.metrics.log(stage="reward_model", **stats)
+    run_rl(policy, train, test, dataclasses.replace(run, cfg=cfg, run_config=asdict(run.cfg)), point, STAGE4,
+           evaluate_first=False)
+
+
 def stage_end(run: Run, stage: str, t_start: float) -> None:
     """In the R1 pipeline, a record of the minutes since the run started (in this process: a resumed run counts
     from its resume), for the stage table."""
@@ -412,7 +454,8 @@ def r1_report(run: Run, n: int, t_start: float) -> dict:
     shows-work, mean length) and the minutes at its end; the final record (returned)."""
     cfg, records = run.cfg, run.metrics.records()
     rl_evals = checkpoint.stage_evaluations(records, cfg.rl)
-    rows = {"sft": rl_evals[0], cfg.rl: rl_evals[-1], "rs_sft": checkpoint.stage_evaluations(records, "rs_sft")[-1]}
+    rows = {"sft": rl_evals[0], cfg.rl: rl_evals[-1], "rs_sft": checkpoint.stage_evaluations(records, "rs_sft")[-1],
+            **({STAGE4: checkpoint.stage_evaluations(records, STAGE4)[-1]} if cfg.stage4_steps else {})}
     ends = {r["of"]: r["minutes"] for r in records if r.get("stage") == "stage_end"}
     minutes = round((time.perf_counter() - t_start) / 60, 2)
     run.metrics.log(stage="final", pipeline="r1", eval_n=n, stages=rows,
@@ -423,7 +466,7 @@ def r1_report(run: Run, n: int, t_start: float) -> dict:
     print("| stage | " + " | ".join(keys) + " | minutes |")
     print("|---|" + "---|" * (len(keys) + 1))
     names = {"sft": "1. cold-start SFT", cfg.rl: f"2. reasoning RL ({cfg.rl.upper()})",
-             "rs_sft": "3. rejection sampling -> SFT"}
+             "rs_sft": "3. rejection sampling -> SFT", STAGE4: f"4. RL for all scenarios ({cfg.rl.upper()})"}
     cell = lambda k, v: f"{v:.1f}" if k == "length" else f"{v:.3f}"
     for stage, row in rows.items():
         end = ends.get(stage)

@@ -24,7 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = ["tests/test_updates.py", "tests/test_train_loop.py", "tests/test_train_grpo.py", "tests/test_ppo.py",
          "tests/test_rollouts.py", "tests/test_train.py", "tests/test_model.py"]
 T, S, R, P, O, C, E, M = "train.py", "sft.py", "rollouts.py", "ppo.py", "optim.py", "checkpoint.py", "sample.py", "model.py"
-J = "rejection.py"
+J, K, F4 = "rejection.py", "tasks.py", "tests/test_stage4.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
@@ -110,8 +110,24 @@ MUTANTS = [
  ("r1: no dedupe", J, "    kept = dedupe(accepted)", "    kept = accepted", ["tests/test_rejection.py"]),
  ("r1: no non-reasoning data", J, "    examples = stage_examples(kept, direct, run.tok", "    examples = stage_examples(kept, [], run.tok", ["tests/test_rejection.py"]),
  ("r1: stage 3 from the RL policy", T, "    torch.manual_seed(cfg.seed)  # as at the start of the pipeline", "    return copy.deepcopy(policy)  # as at the start of the pipeline", ["tests/test_rejection.py"]),
- ("r1: resume runs stage 2 again", T, "    later = point is not None and point.stage not in (\"sft\", cfg.rl)", "    later = False", ["tests/test_rejection.py"]),
+ ("r1: resume runs stage 2 again", T, "    if resuming in (None, \"sft\", cfg.rl):", "    if True:", ["tests/test_rejection.py"]),
  ("r1: stage 3 sampling not resumed", J, "    batches = read_candidates(path)", "    batches = []", ["tests/test_rejection.py"]),
+ # stage 4 of the R1 pipeline: the task mixture, its settings, its reward model, resuming it
+ ("mix: weights ignored", K, "        counts = apportion(self.weights, n)\n        return [p for k in self.weights for p in rng.sample(self.pools[k], counts[k])]", "        return rng.sample(self.problems, n)", [F4]),
+ ("mix: remainders not handed out", K, "    for k in by_remainder[:n - sum(counts.values())]:\n        counts[k] += 1\n", "", [F4]),
+ ("mix: splits not shuffled", K, "        return tuple(rng.sample(split, len(split)) for split in splits)", "        return splits", [F4]),
+ ("mix: rl_mix not read", T, "    questions = tasks.Mixture(train, tasks.parse_mix(cfg.rl_mix))", "    questions = tasks.Mixture(train)", [F4]),
+ ("mix: steps get the plain list", T, "record = rl_step(models, questions, run, step, stage)", "record = rl_step(models, train, run, step, stage)", [F4]),
+ ("mix: sampler ignores the mixture", R, "    questions = train if isinstance(train, tasks.Mixture) else tasks.Mixture(train)", "    questions = tasks.Mixture(getattr(train, 'problems', train))", [F4]),
+ ("s4: stage 2's mixture", T, "rl_mix=cfg.stage4_mix, ", "", [F4]),
+ ("s4: stage 2's rm weight", T, "reward_rm=cfg.stage4_rm,", "reward_rm=cfg.reward_rm,", [F4]),
+ ("s4: language flag not passed", T, "reward_language=cfg.stage4_language)", "reward_language=cfg.reward_language)", [F4]),
+ ("s4: evaluates before step 1", T, "           evaluate_first=False)", "           evaluate_first=True)", [F4]),
+ ("s4: rm trained again on resume", T, "    if cfg.reward_rm and point is None:", "    if cfg.reward_rm:", [F4]),
+ ("s4: checkpoints record stage 4's cfg", T, "run_config=asdict(run.cfg)), point, STAGE4", "run_config=None), point, STAGE4", [F4]),
+ ("s4: rm pairs of all problems", T, "        problems = tasks.Mixture(train, tasks.parse_mix(cfg.rl_mix)).draw(", "        problems = tasks.Mixture(train).draw(", [F4]),
+ ("s4: resume runs stage 3 again", T, "        if resuming != STAGE4:  # stage 3", "        if True:  # stage 3", ["tests/test_rejection.py"]),
+ ("s4: per-task pass@1 of the other task", E, "if k == kind]", "if k != kind]", [F4]),
 ]
 
 

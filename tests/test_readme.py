@@ -440,7 +440,8 @@ def workspace(tmp_path_factory):
 # no more work), else this value is appended after the command's flags and wins.
 TRAIN_BUDGET = {"--n_train": 300, "--n_test": 12, "--sft_steps": 4, "--batch_size": 4, "--eval_n": 4,
                 "--rl_steps": 2, "--prompts_per_step": 2, "--group_size": 2, "--rl_eval_n": 4, "--pass_k": 2,
-                "--rs_questions": 6, "--rs_samples": 2, "--rs_batch": 4, "--rs_sft_steps": 4}
+                "--rs_questions": 6, "--rs_samples": 2, "--rs_batch": 4, "--rs_sft_steps": 4, "--stage4_steps": 2,
+                "--rm_pairs": 40, "--rm_steps": 2}
 # Evaluation intervals and the device: a command's own value is kept.
 TRAIN_SETTINGS = {"--eval_every": 2, "--rl_eval_every": 1, "--device": "cpu"}
 # One torch thread in every run, a command's own --threads overridden (a setting of the machine, free on resume):
@@ -540,8 +541,8 @@ def assert_tiny(cfg: config.TrainConfig, own_size: bool) -> None:
     for flag, cap in budget.items():
         if flag in ("--n_train", "--n_test") and cfg.task == "gsm8k":
             continue  # the fixture's files: 40 and 12 problems
-        if flag.startswith("--rs_") and cfg.pipeline != "r1":
-            continue  # stage 3's flags: only in the R1 pipeline
+        if flag[2:] in config.ONLY_WITH and not config.ONLY_WITH[flag[2:]][0](cfg):
+            continue  # a flag of another kind of run (stages 3-4's: only in the R1 pipeline)
         if flag not in ("--prompts_per_step", "--group_size"):
             assert getattr(cfg, flag[2:]) <= cap, (flag, getattr(cfg, flag[2:]))
     rows = budget["--prompts_per_step"] * budget["--group_size"]
@@ -579,7 +580,9 @@ def run_train_command(c: Command, ws: Workspace, folder: Path) -> int:
     for stage in stages:
         assert (out_dir / stage / "model.safetensors").is_file() and (out_dir / stage / "tokenizer.json").is_file()
     if cfg.pipeline == "r1":  # the stage table, and stage 3's checkpoint and samples
-        assert list(record["stages"]) == ["sft", cfg.rl, "rs_sft"] and "| 3. rejection sampling -> SFT |" in ran.out
+        assert list(record["stages"]) == ["sft", cfg.rl, "rs_sft"] + (["rl_all"] if cfg.stage4_steps else [])
+        assert "| 3. rejection sampling -> SFT |" in ran.out
+        assert not cfg.stage4_steps or "| 4. RL for all scenarios" in ran.out
         assert (out_dir / "rs_sft" / "model.safetensors").is_file()
         assert (out_dir / "rejection" / rejection.CANDIDATES_FILE).is_file()
     elif cfg.rl == "none":

@@ -159,12 +159,13 @@ def test_the_stage_3_flags_act_only_in_the_r1_pipeline_which_needs_rl():
 
 
 # ---------------------------------------------------------------------------------------------
-# The pipeline, stages 1-3, at a tiny size
+# The pipeline, stages 1-4, at a tiny size
 # ---------------------------------------------------------------------------------------------
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--preset", "smoke", "--pipeline", "r1", "--n_train", "300", "--sft_steps", "8", "--eval_every", "4",
         "--eval_n", "4", "--rl_steps", "2", "--rl_eval_every", "2", "--rl_eval_n", "4", "--threads", "1",
-        "--rs_questions", "12", "--rs_samples", "2", "--rs_batch", "4", "--rs_sft_steps", "8"]
+        "--rs_questions", "12", "--rs_samples", "2", "--rs_batch", "4", "--rs_sft_steps", "8", "--task", "mix",
+        "--rl_mix", "arithmetic:1", "--stage4_steps", "4", "--rm_pairs", "40", "--rm_steps", "4"]
 # The tiny model answers nothing right, so the sampler of stage 3 is scripted: for each question, its worked
 # solution (kept) and " 0" (no format). The rest of the pipeline is the real one.
 SCRIPTED_SAMPLER = """
@@ -210,7 +211,7 @@ def whole_pipeline(tmp_path_factory):
     return out, done.stdout
 
 
-def test_the_r1_pipeline_runs_three_stages_and_prints_their_table(whole_pipeline):
+def test_the_r1_pipeline_runs_four_stages_and_prints_their_table(whole_pipeline):
     out, stdout = whole_pipeline
     recs = records(out)
     (rs,) = [r for r in recs if r["stage"] == "rejection"]
@@ -219,21 +220,35 @@ def test_the_r1_pipeline_runs_three_stages_and_prints_their_table(whole_pipeline
     assert rs["questions_with_kept"] == 1.0 and rs["non_reasoning"] == 4 and rs["examples"] == 16
     assert [r["step"] for r in recs if r["stage"] == "rs_sft" and "loss" in r] == [0, 7]
     final = recs[-1]
-    assert final["stage"] == "final" and list(final["stages"]) == ["sft", "grpo", "rs_sft"]
+    assert final["stage"] == "final" and list(final["stages"]) == ["sft", "grpo", "rs_sft", "rl_all"]
     assert "length" in final["stages"]["rs_sft"] and "pass_at_2" in final["stages"]["rs_sft"]
+    assert "pass_at_1_word" in final["stages"]["rl_all"]  # the held-out problems of a mix: pass@1 per task
     assert "| 3. rejection sampling -> SFT |" in stdout and "| 2. reasoning RL (GRPO) |" in stdout
-    for stage in ("sft", "grpo", "rs_sft"):
+    assert "| 4. RL for all scenarios (GRPO) |" in stdout
+    # stage 4: its reward model first, then 4 RL steps on the learned reward beside the rules, no evaluation
+    # before its first step (stage 3's last one is of the same model), one at steps 2 and 4
+    (rm,) = [r for r in recs if r["stage"] == "reward_model"]
+    assert rm["test_pairs"] == 4 and 0 <= rm["pair_accuracy"] <= 1
+    steps = [r for r in recs if r["stage"] == "rl_all" and "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4] and all("rm_score" in r for r in steps)
+    assert [r["step"] for r in recs if r["stage"] == "rl_all" and "eval_pass_at_1" in r] == [2, 4]
+    for stage in ("sft", "grpo", "rs_sft", "rl_all", "reward_model"):
         assert os.path.isfile(os.path.join(out, stage, "model.safetensors"))
 
 
-def test_a_pipeline_killed_in_stage_3_resumes_to_the_same_records_and_weights(whole_pipeline, tmp_path):
+@pytest.mark.parametrize("stop_at, resumed_from, stage", [
+    (("rs_sft", 7, "loss"), "from rs_sft step 4", "rs_sft"),  # after the checkpoint of rs_sft step 4
+    (("rl_all", 3, "loss"), "from rl_all step 2", "rl_all")])  # after the checkpoint of stage 4's step 2
+def test_a_pipeline_killed_in_stage_3_or_4_resumes_to_the_same_records_and_weights(whole_pipeline, tmp_path, stop_at,
+                                                                                  resumed_from, stage):
     whole, _ = whole_pipeline
     out = tmp_path / "killed"
-    first = run_pipeline(out, stop_at=("rs_sft", 7, "loss"))  # after the checkpoint of rs_sft step 4
+    first = run_pipeline(out, stop_at=stop_at)
     assert first.returncode == -9, first.stderr[-2000:]
     second = run_pipeline(out)
-    assert second.returncode == 0 and "resuming" in second.stdout and "from rs_sft step 4" in second.stdout
+    assert second.returncode == 0 and resumed_from in second.stdout, second.stderr[-2000:]
+    assert ("reward model step" in second.stdout) == (stage == "rs_sft")  # stage 4 reads its reward model back
     assert records(out) == records(whole)
     from safetensors.torch import load_file
-    a, b = (load_file(os.path.join(d, "rs_sft", "model.safetensors")) for d in (whole, out))
+    a, b = (load_file(os.path.join(d, stage, "model.safetensors")) for d in (whole, out))
     assert all(torch.equal(a[k], b[k]) for k in a)
