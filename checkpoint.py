@@ -31,6 +31,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 from model import load_checkpoint, save_checkpoint
+from optim import NonFiniteError
 
 RESUME_FILE = "resume.safetensors"
 FORMAT = 1  # bumped when the layout changes; an older file is refused with a clear message
@@ -267,6 +268,24 @@ class Run:
 
 class Interrupted(Exception):
     """Ctrl-C stopped the run after a whole step; the resume point of that step is written."""
+
+
+def run_to_the_end(body, out_dir: str, command: str, nonfinite_hint: str = ""):
+    """body(), a whole run; its result. A stop (Ctrl-C after a whole step, or at once) ends the process with exit
+    status 130 and the command that resumes it; a NaN or inf ends it with one line (SystemExit), before any update
+    with it. Either way the last checkpoint in out_dir is kept."""
+    try:
+        return body()
+    except Interrupted as e:
+        print(f"\nstopped after {e}: the run is saved in {out_dir}; resume it with the same command:\n  {command}")
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        print(f"\nstopped at once: the last checkpoint in {out_dir} is kept; resume it with the same command:\n"
+              f"  {command}")
+        raise SystemExit(130) from None
+    except NonFiniteError as e:
+        raise SystemExit(f"error: {e}; nothing was updated with it. The last checkpoint in {out_dir} is "
+                         f"kept{nonfinite_hint}") from None
 
 
 class StopRequest:

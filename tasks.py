@@ -338,8 +338,10 @@ def task_of(p: Problem) -> str:
 
 def split_knobs(config: dict) -> dict:
     """The keyword arguments of make_splits that a run's config (a TrainConfig as a dict) gives its task."""
+    if config["task"] not in ("arithmetic", "mix"):
+        return {}
     arithmetic = {k: config[k] for k in ("digits", "mul_digits", "min_ops", "max_ops")}
-    return {"arithmetic": arithmetic, "mix": {**arithmetic, "word_frac": config["word_frac"]}}.get(config["task"], {})
+    return arithmetic if config["task"] == "arithmetic" else {**arithmetic, "word_frac": config["word_frac"]}
 
 
 def make_splits(

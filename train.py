@@ -325,18 +325,8 @@ def main(argv=None) -> dict:
         torch.set_num_threads(cfg.threads)
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
     os.makedirs(cfg.out_dir, exist_ok=True)
-    try:
-        return pipeline(cfg, device)
-    except Interrupted as e:
-        print(f"\nstopped after {e}: the run is saved in {cfg.out_dir}; resume it with the same command:\n  {command}")
-        raise SystemExit(130) from None
-    except KeyboardInterrupt:
-        print(f"\nstopped at once: the last checkpoint in {cfg.out_dir} is kept; resume it with the same command:\n"
-              f"  {command}")
-        raise SystemExit(130) from None
-    except NonFiniteError as e:
-        raise SystemExit(f"error: {e}; nothing was updated with it. The last checkpoint in {cfg.out_dir} is "
-                         "kept: a lower learning rate (--lr, --rl_lr) or --grad_clip may help") from None
+    return checkpoint.run_to_the_end(lambda: pipeline(cfg, device), cfg.out_dir, command,
+                                     ": a lower learning rate (--lr, --rl_lr) or --grad_clip may help")
 
 
 def pipeline(cfg: TrainConfig, device: str) -> dict:

@@ -25,6 +25,7 @@ TESTS = ["tests/test_updates.py", "tests/test_train_loop.py", "tests/test_train_
          "tests/test_rollouts.py", "tests/test_train.py", "tests/test_model.py"]
 T, S, R, P, O, C, E, M = "train.py", "sft.py", "rollouts.py", "ppo.py", "optim.py", "checkpoint.py", "sample.py", "model.py"
 J, K, F4 = "rejection.py", "tasks.py", "tests/test_stage4.py"
+D, FD = "distill.py", "tests/test_distill.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
@@ -128,6 +129,13 @@ MUTANTS = [
  ("s4: rm pairs of all problems", T, "        problems = tasks.Mixture(train, tasks.parse_mix(cfg.rl_mix)).draw(", "        problems = tasks.Mixture(train).draw(", [F4]),
  ("s4: resume runs stage 3 again", T, "        if resuming != STAGE4:  # stage 3", "        if True:  # stage 3", ["tests/test_rejection.py"]),
  ("s4: per-task pass@1 of the other task", E, "if k == kind]", "if k != kind]", [F4]),
+ # distillation (distill.py): the student's FLOPs, the equal-compute rule, the teacher, the arms' start
+ ("distill: training at 2N a token", D, "    return 6 * n_params * train_tokens + 2 * n_params * forward_tokens", "    return 2 * n_params * train_tokens + 2 * n_params * forward_tokens", [FD]),
+ ("distill: pi_ref's pass not counted", D, "    passes = 1 + (cfg.kl_coef > 0) + (cfg.mu > 1 or cfg.minibatches > 1)", "    passes = 1 + (cfg.mu > 1 or cfg.minibatches > 1)", [FD]),
+ ("distill: budget overshot", D, "            return (s, total + f) if s == 1 or total + f - budget < budget - total else (s - 1, total)", "            return (s, total + f)", [FD]),
+ ("distill: arms from other weights", D, "    model = initial_student(student, cfg.seed, device)\n    if stage == DISTILL_STAGE:", "    model = initial_student(student, cfg.seed + 1, device)\n    if stage == DISTILL_STAGE:", [FD]),
+ ("distill: stage 3's teacher always", D, "    stage = stage or next(", "    stage = stage or FINAL_STAGES[-1] or next(", [FD]),
+ ("distill: unverified traces", D, "    examples = rejection.stage_examples(kept, [], tok, cfg.template, cfg.max_seq_len)", "    examples = rejection.stage_examples(kept + [(p, ' 0') for p in train[:50]], [], tok, cfg.template, cfg.max_seq_len)", [FD]),
 ]
 
 

@@ -37,6 +37,7 @@ import pytest
 import torch
 
 import bench
+import distill
 import explain
 import rejection
 import reward_model
@@ -420,7 +421,9 @@ class Workspace:
             self.provide_inputs(c, args, self.shared)
             main, argv = ((reward_model.main, args + REWARD_MODEL_TINY) if c.program == "reward_model.py"
                           else (train.main, tiny_train_argv(args)))
-            self.ran[c] = run_main(main, argv, self.shared, f"{c.source}:{c.line}: {c.text}")
+            scripted = scripted_rejection_sampler(loose_config(argv)) if main is train.main else contextlib.nullcontext()
+            with scripted:  # an R1 run that later commands read (a distillation's teacher) needs stage 3's data
+                self.ran[c] = run_main(main, argv, self.shared, f"{c.source}:{c.line}: {c.text}")
         return self.ran[c]
 
 
@@ -552,6 +555,9 @@ def assert_tiny(cfg: config.TrainConfig, own_size: bool) -> None:
 
 
 REWARD_MODEL_TINY = ["--pairs", "40", "--test_pairs", "10", "--steps", "2", "--batch_size", "4", "--threads", "1"]
+# distill.py: a few teacher questions; the student's steps and sizes are the tiny teacher's (TRAIN_BUDGET)
+DISTILL_TINY = ["--traces_questions", "12", "--traces_samples", "2", "--traces_batch", "4", "--threads", "1",
+                "--student_layers", "1"]  # the tiny teacher has one block: the student keeps it, at half the width
 
 
 # ---------------------------------------------------------------------------------------------
@@ -715,6 +721,21 @@ def run_reward_model_command(c: Command, ws: Workspace, folder: Path) -> None:
     assert 0 <= ran.result["pair_accuracy"] <= 1
 
 
+def run_distill_command(c: Command, ws: Workspace, folder: Path) -> None:
+    """distill.py TEACHER_RUN, tiny (DISTILL_TINY), from the README run that wrote the teacher, with the scripted
+    sampler (the tiny teacher answers nothing right): both arms in the table, at equal student FLOPs."""
+    args = ws.substitute(c, c.args)
+    ws.provide_inputs(c, args, folder)
+    with scripted_rejection_sampler(config.TrainConfig(pipeline="r1")):
+        ran = run_main(distill.main, args + DISTILL_TINY, folder, f"{c.source}:{c.line}: {c.text}")
+    record = ran.result
+    assert isinstance(record, dict) and record["stage"] == "final", ran.out[-2000:]
+    assert set(record["arms"]) == {"rl_cold_start", "rl", "distill"} and "| distill: SFT on the teacher's traces |" \
+        in ran.out
+    out = folder / (last_value(c.args, "--out_dir") or "runs/distill")
+    assert (out / "distill" / "model.safetensors").is_file() and (out / "grpo" / "model.safetensors").is_file()
+
+
 def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
     """`python -m pytest -q` is the suite this file belongs to (running it here would recurse): check that it
     collects this file."""
@@ -728,7 +749,7 @@ def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
 RUNNERS = {"train.py": run_train_command, "sample.py": run_sample_command, "bench.py": run_bench_command,
            "explain.py": run_explain_command, "classroom/grade.py": run_classroom_command,
            "classroom/make_student_copy.py": run_classroom_command, "reward_model.py": run_reward_model_command,
-           "-m pytest": run_pytest_command}
+           "distill.py": run_distill_command, "-m pytest": run_pytest_command}
 
 
 @pytest.mark.parametrize("command", PYTHON, ids=[case_id(c) for c in PYTHON])
