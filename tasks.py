@@ -370,9 +370,10 @@ def make_splits(
         n_word = lambda n: round(word_frac * n)
         arithmetic = make_splits("arithmetic", n_train - n_word(n_train), n_test - n_word(n_test), seed, **knobs)
         word = make_splits("word", n_word(n_train), n_word(n_test), seed)
-        rng = random.Random(f"{seed}-mix")
-        splits = (arithmetic[0] + word[0], arithmetic[1] + word[1])
-        return tuple(rng.sample(split, len(split)) for split in splits)  # a shuffled copy of each
+        train = arithmetic[0] + word[0]
+        test = arithmetic[1] + word[1]  # shuffled with its own seed: its order does not change with n_train either
+        return (random.Random(f"{seed}-mix").sample(train, len(train)),
+                random.Random(f"{seed}-mix-test").sample(test, len(test)))
     import word_problems  # imported here: word_problems builds on this module's Problem
 
     generate = arithmetic_problem if task == "arithmetic" else word_problems.word_problem

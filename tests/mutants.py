@@ -116,7 +116,8 @@ MUTANTS = [
  # stage 4 of the R1 pipeline: the task mixture, its settings, its reward model, resuming it
  ("mix: weights ignored", K, "        counts = apportion(self.weights, n)\n        return [p for k in self.weights for p in rng.sample(self.pools[k], counts[k])]", "        return rng.sample(self.problems, n)", [F4]),
  ("mix: remainders not handed out", K, "    for k in by_remainder[:n - sum(counts.values())]:\n        counts[k] += 1\n", "", [F4]),
- ("mix: splits not shuffled", K, "        return tuple(rng.sample(split, len(split)) for split in splits)", "        return splits", [F4]),
+ ("mix: splits not shuffled", K, "        return (random.Random(f\"{seed}-mix\").sample(train, len(train)),", "        return (train,", [F4]),
+ ("mix: test order moves with n_train", K, "                random.Random(f\"{seed}-mix-test\").sample(test, len(test)))", "                random.Random(f\"{seed}-mix-test{len(train)}\").sample(test, len(test)))", [F4]),
  ("mix: rl_mix not read", T, "    questions = tasks.Mixture(train, tasks.parse_mix(cfg.rl_mix))", "    questions = tasks.Mixture(train)", [F4]),
  ("mix: steps get the plain list", T, "record = rl_step(models, questions, run, step, stage)", "record = rl_step(models, train, run, step, stage)", [F4]),
  ("mix: sampler ignores the mixture", R, "    questions = train if isinstance(train, tasks.Mixture) else tasks.Mixture(train)", "    questions = tasks.Mixture(getattr(train, 'problems', train))", [F4]),

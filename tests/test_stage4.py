@@ -40,6 +40,7 @@ def test_the_mixed_task_is_each_tasks_own_split_in_the_asked_shares_shuffled_and
     assert kinds[:40] != sorted(kinds[:40])  # shuffled together, not one task then the other
     assert not {p.question for p in train_mix} & {p.question for p in test_mix}
     assert tasks.make_splits("mix", 200, 40, seed=3, word_frac=0.25) == (train_mix, test_mix)  # seeded
+    assert tasks.make_splits("mix", 80, 40, seed=3, word_frac=0.25)[1] == test_mix  # test: not moved by n_train
     with pytest.raises(ValueError, match="word_frac=1.5: a share"):
         tasks.make_splits("mix", 10, 10, seed=0, word_frac=1.5)
 
