@@ -330,7 +330,8 @@ def main(argv=None) -> dict:
 
 
 def pipeline(cfg: TrainConfig, device: str) -> dict:
-    """Data -> tokenizer -> lengths -> model -> SFT -> RL (or the final SFT evaluation) -> the final record."""
+    """Data -> tokenizer -> lengths -> model -> SFT -> RL (or the final SFT evaluation) -> in the R1 pipeline,
+    stages 3 and 4 -> the final record."""
     t_start = time.perf_counter()
     torch.manual_seed(cfg.seed)  # the model's initial weights
     try:
