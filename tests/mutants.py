@@ -74,7 +74,7 @@ MUTANTS = [
  ("ppo: critic not stepped", T, "            if critic_loss is not None:  # PPO: then one step of the critic on the same minibatch", "            if False:"),
  ("ppo: critic gradients never zeroed", P, "    models.critic_optimizer.zero_grad(set_to_none=True)\n", "\n"),
  # loop
- ("loop: rl rng step 0", T, 'rng, generator = step_rng(cfg.seed, "rl", step), step_generator(cfg.seed, "rl", step, device)', 'rng, generator = step_rng(cfg.seed, "rl", 0), step_generator(cfg.seed, "rl", 0, device)'),
+ ("loop: rl rng step 0", T, 'rng, generator = step_rng(cfg.seed, stream, step), step_generator(cfg.seed, stream, step, device)', 'rng, generator = step_rng(cfg.seed, stream, 0), step_generator(cfg.seed, stream, 0, device)'),
  ("loop: ref never reset", T, "        models.ref.load_state_dict(models.policy.state_dict())\n", "        pass\n"),
  ("loop: rl warmup off", T, "    lr = cfg.rl_lr * rl_lr_scale(step, cfg.rl_warmup_steps)\n", "    lr = cfg.rl_lr\n"),
  ("loop: dyn sampling off", R, "    if not cfg.dynamic_sampling:\n        return first, first", "    if True:\n        return first, first"),
@@ -100,7 +100,7 @@ MUTANTS = [
  ("resume: only the policy restored in RL", T, "        checkpoint.restore_model(point, name, model)",
   "        checkpoint.restore_model(point, name, model) if name == 'policy' else None", ["tests/test_resume.py"]),
  ("resume: evaluate before saving", T, "                save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)  # save, then evaluate\n"
-  "                evaluate_rl(policy, held_out, run, step + 1)", "                evaluate_rl(policy, held_out, run, step + 1)\n"
+  "                evaluate_rl(policy, held_out, run, step + 1, stage)", "                evaluate_rl(policy, held_out, run, step + 1, stage)\n"
   "                save(step + 1, evaluate=True, done=step + 1 == cfg.rl_steps)", ["tests/test_resume.py"]),
  # the learned reward, and stage 3 of the R1 pipeline (rejection.py)
  ("rm: score not added", R, "        r = r + cfg.reward_rm * scores.flatten().to(r.dtype)\n", "", ["tests/test_rollouts.py"]),
