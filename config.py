@@ -273,8 +273,7 @@ def check_combinations(cfg: TrainConfig) -> None:
             mix = tasks.parse_mix(getattr(cfg, name))
         except ValueError as e:
             raise ValueError(f"--{name} {e}") from None
-        present = {"arithmetic": ("arithmetic", "mix"), "word": ("word", "mix", "gsm8k")}
-        missing = [k for k, w in mix.items() if w > 0 and cfg.task not in present[k]]
+        missing = [k for k, w in mix.items() if w > 0 and k not in tasks.TASK_KINDS[cfg.task]]
         if missing and (name == "rl_mix" or cfg.pipeline == "r1" and cfg.stage4_steps):
             raise ValueError(f"--{name} {getattr(cfg, name)!r} asks for {missing[0]} problems and --task {cfg.task} "
                              f"has none: give --task mix, or leave {missing[0]} out of --{name}")

@@ -136,8 +136,9 @@ def build(policy, tok, problems: list[tasks.Problem], out_dir: str, train_config
         log(f"dropped {len(pairs) - len(fits)} of {len(pairs)} pairs longer than the model's "
             f"{policy.cfg.max_seq_len} positions")
     n_test = min(n_test, len(fits) // 2)
-    if not n_test:
-        raise ValueError(f"no preference pair of {len(pairs)} fits the model's {policy.cfg.max_seq_len} positions")
+    if not n_test:  # at least one pair to train on and one to hold out
+        raise ValueError(f"{len(fits)} of {len(pairs)} preference pairs fit the model's {policy.cfg.max_seq_len} "
+                         "positions: too few to train on one and hold out another")
     model, stats = train_reward_model(policy, tok, fits[:-n_test], fits[-n_test:], steps, batch_size, lr, seed,
                                       template, next(policy.parameters()).device.type, log)
     stats["test_pairs"] = n_test
@@ -182,8 +183,11 @@ def main(argv=None) -> dict:
         p.error(f"{args.checkpoint}: no train_config in the checkpoint, so its training problems are unknown")
     torch.manual_seed(args.seed)
     problems = sample.rebuild_splits(config, args.pairs)[0]  # never held-out ones
-    return build(policy, tok, problems, args.out_dir, config, args.test_pairs, args.steps, args.batch_size, args.lr,
-                 args.seed)
+    try:
+        return build(policy, tok, problems, args.out_dir, config, args.test_pairs, args.steps, args.batch_size,
+                     args.lr, args.seed)
+    except ValueError as e:
+        p.error(str(e))
 
 
 if __name__ == "__main__":

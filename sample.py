@@ -89,9 +89,8 @@ def evaluate(model, tok, problems: list[tasks.Problem], template: str, max_new_t
     texts = complete(model, tok, [p.question for p in problems], template, max_new_tokens, batch_size=batch_size)
     out = {"pass_at_1": pass_rate(texts, problems)}
     kinds = [tasks.task_of(p) for p in problems]
-    for kind in tasks.KINDS if len(set(kinds)) > 1 else ():  # problems of several tasks: the pass@1 of each too
-        mine = [(t, p) for t, p, k in zip(texts, problems, kinds) if k == kind]
-        out[f"pass_at_1_{kind}"] = pass_rate(*zip(*mine)) if mine else float("nan")
+    for kind in [k for k in tasks.KINDS if k in kinds] if len(set(kinds)) > 1 else []:  # several tasks: each's too
+        out[f"pass_at_1_{kind}"] = pass_rate(*zip(*[(t, p) for t, p, k in zip(texts, problems, kinds) if k == kind]))
     out["shows_work"] = sum(split_completion(t)[0] != "" for t in texts) / len(problems)
     if length:
         out["length"] = sum(len(tasks.encode(tok, t)) for t in texts) / len(problems)

@@ -324,6 +324,7 @@ def _unique_problems(draw, n: int, exclude: set[str], what: str) -> list[Problem
 
 TASKS = ("arithmetic", "word", "mix")  # 'mix': both generators, a share word_frac of word problems
 KINDS = ("arithmetic", "word")  # what one generated problem can be (task_of)
+TASK_KINDS = {"arithmetic": ("arithmetic",), "word": ("word",), "mix": KINDS, "gsm8k": ("word",)}  # what a task holds
 ARITHMETIC_QUESTION = re.compile(r"What is [0-9+*-]+\?")
 
 
@@ -444,6 +445,10 @@ class Mixture:
         if not self.weights:  # every training problem alike (the draws of a run without a mixture)
             return rng.sample(self.problems, n)
         counts = apportion(self.weights, n)
+        short = [k for k in self.weights if counts[k] > len(self.pools[k])]
+        if short:
+            raise ValueError(f"the task mixture asks for {counts[short[0]]} {short[0]} problems at once and the "
+                             f"training data has {len(self.pools[short[0]])}: raise --n_train (or --word_frac)")
         return [p for k in self.weights for p in rng.sample(self.pools[k], counts[k])]
 
 

@@ -426,8 +426,12 @@ def run_stage4(policy, train, test, run: Run, point: checkpoint.ResumePoint | No
     if cfg.reward_rm and point is None:
         problems = tasks.Mixture(train, tasks.parse_mix(cfg.rl_mix)).draw(random.Random(f"{cfg.seed}-rm"),
                                                                           min(cfg.rm_pairs, len(train)))
-        stats = reward_model.build(policy, run.tok, problems, cfg.reward_model, asdict(run.cfg),
-                                   n_test=max(cfg.rm_pairs // 10, 1), steps=cfg.rm_steps, seed=cfg.seed)
+        try:
+            stats = reward_model.build(policy, run.tok, problems, cfg.reward_model, asdict(run.cfg),
+                                       n_test=max(cfg.rm_pairs // 10, 1), steps=cfg.rm_steps, seed=cfg.seed)
+        except ValueError as e:
+            raise SystemExit(f"error: stage 4's reward model: {e}; raise --rm_pairs, or --stage4_rm 0 for the "
+                             "rules alone") from None
         run.metrics.log(stage="reward_model", **stats)
     run_rl(policy, train, test, dataclasses.replace(run, cfg=cfg, run_config=asdict(run.cfg)), point, STAGE4,
            evaluate_first=False)

@@ -94,6 +94,8 @@ def test_the_mixture_draws_each_steps_questions_in_the_tasks_shares_from_their_o
     assert tasks.Mixture(a + w).draw(random.Random(5), 8) == random.Random(5).sample(a + w, 8)
     with pytest.raises(ValueError, match="asks for word problems, and the training data has none"):
         tasks.Mixture(a, {"word": 1.0})
+    with pytest.raises(ValueError, match="asks for 6 word problems at once and the training data has 5: raise"):
+        tasks.Mixture(a + w[:5], {"arithmetic": 0.25, "word": 0.75}).draw(random.Random(0), 8)
 
 
 def test_mixture_flags_are_checked_against_the_runs_data(capsys):
@@ -210,7 +212,7 @@ def test_a_reward_model_is_built_from_pairs_that_fit_and_saved_where_stage_4_rea
     assert stats["test_pairs"] == 6 and set(stats) >= {"pair_accuracy", "loss"}
     loaded = reward_model.load(str(tmp_path / "rm"), policy)
     assert loaded.cfg.max_seq_len == 150 and not any(p.requires_grad for p in loaded.parameters())
-    with pytest.raises(ValueError, match="no preference pair of 60 fits the model's 20 positions"):
+    with pytest.raises(ValueError, match="0 of 60 preference pairs fit the model's 20 positions: too few"):
         reward_model.build(Transformer(ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=1, n_head=2, n_embd=16,
                                                    max_seq_len=20)), tok, problems, str(tmp_path / "x"),
                            {"template": "compact"}, n_test=6, steps=1, log=None)
@@ -242,3 +244,14 @@ def test_stage_4s_steps_draw_from_their_own_random_stream_and_stage_2s_from_rl(m
         with pytest.raises(_Stop):
             train.rl_step(models, [], run, 5, stage)
     assert streams == [(3, "rl", 5), (3, "rl_all", 5)]
+
+
+def test_a_reward_model_that_cannot_be_built_ends_stage_4_with_one_line(monkeypatch, tmp_path):
+    def too_long(*a, **k):
+        raise ValueError("1 of 40 preference pairs fit the model's 20 positions: too few")
+    monkeypatch.setattr(reward_model, "build", too_long)
+    cfg = config.parse_config(["--preset", "r1", "--out_dir", str(tmp_path), "--rm_pairs", "40"])
+    problems, test = tasks.make_splits("mix", 200, 10, seed=0)
+    with pytest.raises(SystemExit, match="^error: stage 4's reward model: 1 of 40 preference pairs fit .* raise "
+                                         "--rm_pairs, or --stage4_rm 0 for the rules alone$"):
+        train.run_stage4("the policy", problems, test, train.Run(cfg, None, _NoMetrics(), "cpu"))
