@@ -237,7 +237,8 @@ def step_line(r: dict) -> str:
     """The one log line of an RL step (the full record goes to metrics.jsonl); PPO adds its critic's numbers."""
     nan = float("nan")
     critic = (f"vloss {r['value_loss']:.4f} ev {r['explained_var']:.2f} | " if "value_loss" in r else "")
-    return (f"{r['stage']} {r['step']:4d} | reward {r['reward']:.3f} acc {r['accuracy']:.3f} std {r['reward_std']:.3f} "
+    return (f"{r['stage']} {r['step']:4d} | reward {r['reward']:.3f} acc {r['accuracy']:.3f} fmt {r.get('format', nan):.2f} "
+            f"std {r['reward_std']:.3f} "
             f"zero-std {r['zero_std_frac']:.2f} | len {r['length']:.1f} trunc {r['truncated_frac']:.2f} | "
             f"kl {r.get('kl', nan):.4f} clip {r.get('clip_frac', nan):.3f} ent {r.get('entropy', nan):.3f} "
             f"gnorm {r.get('grad_norm', nan):.2f} | {critic}{r['step_s']:.2f}s, rollout {r['rollout_s']:.2f}s "

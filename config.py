@@ -61,6 +61,8 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "clip the global gradient norm to this (0: off)")
     length_grouping: int = opt(1, "sort this many batches of examples by length before cutting them (1: off)")
     sft_direct_frac: float = opt(0.5, "fraction of SFT targets that give the answer alone (design: Mixed cold start)")
+    pretrain_format_frac: float = opt(0.0, "r1_zero: share of pretraining documents that are R1-Zero transcripts, "
+                                      "template and tags (pretrain.py; 0: a base that never saw them)")
     eval_every: int = opt(400, "SFT steps between a checkpoint and a held-out evaluation")
     eval_n: int = opt(200, "held-out problems in SFT's periodic evaluation (the final one uses all n_test)")
     # stage 2: RL, GRPO (DeepSeekMath Algorithm 1) or its PPO baseline
@@ -114,8 +116,9 @@ class TrainConfig:
     critic_lr: float = opt(1e-3, "PPO: the critic's learning rate (design: The critic)")
     whiten_adv: bool = opt(True, "PPO: normalise the advantages to mean 0, std 1 over the batch's tokens")
     # DeepSeek-R1's pipeline beyond stage 2 (--pipeline r1)
-    pipeline: str = opt("cold_start", "'cold_start' (stages 1-2: SFT, then RL) or 'r1' (then stage 3, rejection "
-                        "sampling -> SFT, and stage 4, RL for all scenarios)")
+    pipeline: str = opt("cold_start", "'cold_start' (stages 1-2: SFT, then RL), 'r1' (then stage 3, rejection "
+                        "sampling -> SFT, and stage 4, RL for all scenarios) or 'r1_zero' (pretraining on plain "
+                        "text instead of SFT, then RL: pretrain.py)")
     rs_questions: int = opt(4000, "stage 3: training questions sampled from the stage-2 policy")
     rs_samples: int = opt(4, "stage 3: completions sampled per question (R1 samples several, keeps the correct)")
     rs_batch: int = opt(64, "stage 3: questions per sampling call (a killed run resumes after the last whole one)")
@@ -150,14 +153,17 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
     # (a CPU-sized version: batches of 32, 2000 questions sampled in stage 3, pass@4, 50 steps of stage 4)
     "r1": dict(pipeline="r1", task="mix", vocab_size=512, rl_mix="arithmetic:1", batch_size=32, rs_questions=2000,
                pass_k=4, stage4_steps=50, out_dir="runs/r1"),
+    # DeepSeek-R1-Zero: a base model pretrained on plain text (no template, no tags; pretrain.py), then GRPO with
+    # the R1-Zero template and the rule rewards only, no cold start
+    "r1_zero": dict(pipeline="r1_zero", template="r1", out_dir="runs/r1_zero"),
 }
 
 
 # the first flag of each group of TrainConfig -> the group's heading in --help
-HELP_GROUPS = {"out_dir": "run", "task": "data", "n_layer": "model", "sft_steps": "stage 1: cold-start SFT",
+HELP_GROUPS = {"out_dir": "run", "task": "data", "n_layer": "model", "sft_steps": "stage 1: cold-start SFT (--pipeline r1_zero: pretraining)",
                "rl": "stage 2: RL (GRPO, or PPO with --rl ppo)", "reward_accuracy": "rewards (rewards.py)",
                "rl_eval_every": "evaluation during RL", "gamma": "the PPO baseline (--rl ppo)",
-               "pipeline": "the R1 pipeline's later stages (--pipeline r1)"}
+               "pipeline": "the R1 pipeline's later stages (--pipeline r1), and R1-Zero"}
 
 
 def parse_config(argv=None) -> TrainConfig:
@@ -199,7 +205,7 @@ parse_bool.__name__ = "bool"  # argparse names the type in its error messages
 ALLOWED = {"device": ("auto", "cpu", "cuda"), "template": tuple(tasks.TEMPLATES),
            "rl": ("grpo", "ppo", "none"), "adv_scale": grpo.SCALES, "agg": grpo.AGGREGATIONS,
            "supervision": ("outcome", "process"), "std_ddof": (0, 1), "process_outcome": ("none", "last_step"),
-           "pipeline": ("cold_start", "r1"), "rs_init": ("base", "sft", "rl"), "task": tasks.TASKS + ("gsm8k",)}
+           "pipeline": ("cold_start", "r1", "r1_zero"), "rs_init": ("base", "sft", "rl"), "task": tasks.TASKS + ("gsm8k",)}
 AT_LEAST_1 = ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer", "rl_steps",
               "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every", "rl_eval_n",
               "pass_k", "overlong_cache", "rs_questions", "rs_samples", "rs_batch", "rs_sft_steps", "rm_pairs", "rm_steps")
@@ -223,6 +229,8 @@ ONLY_WITH = {
     **{name: (lambda c: c.task in ("arithmetic", "mix"), "--task arithmetic or mix")
        for name in ("digits", "mul_digits", "min_ops", "max_ops")},
     "word_frac": (lambda c: c.task == "mix", "--task mix"),
+    "sft_direct_frac": (lambda c: c.pipeline != "r1_zero", "--pipeline cold_start or r1 (R1-Zero has no SFT)"),
+    "pretrain_format_frac": (lambda c: c.pipeline == "r1_zero", "--pipeline r1_zero"),
     "rl_mix": (lambda c: c.rl != "none", "--rl grpo or ppo"),
     **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
        for name in ("n_train", "n_test")},
@@ -277,6 +285,10 @@ def check_combinations(cfg: TrainConfig) -> None:
         if missing and (name == "rl_mix" or cfg.pipeline == "r1" and cfg.stage4_steps):
             raise ValueError(f"--{name} {getattr(cfg, name)!r} asks for {missing[0]} problems and --task {cfg.task} "
                              f"has none: give --task mix, or leave {missing[0]} out of --{name}")
+    if not 0 <= cfg.pretrain_format_frac <= 1:
+        raise ValueError(f"--pretrain_format_frac must be in [0, 1], got {cfg.pretrain_format_frac}")
+    if cfg.pipeline == "r1_zero" and cfg.rl == "none":
+        raise ValueError("--pipeline r1_zero is RL from a pretrained base: give --rl grpo or ppo")
     if cfg.pipeline == "r1" and cfg.rl == "none":
         raise ValueError("--pipeline r1 samples stage 3's data from the RL model of stage 2: give --rl grpo or ppo")
     if cfg.reward_wrong >= 1:

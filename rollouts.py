@@ -254,13 +254,14 @@ def minibatches(n_rows: int, k: int, generator: torch.Generator | None) -> tuple
 
 
 def rollout_stats(first: Rollouts, roll: Rollouts, std_ddof: int) -> dict:
-    """What a step logs about its rollout as sampled (`first`; `roll` is what it learnt from): the mean reward
-    and accuracy, the mean std of a group's rewards, the fraction of groups with zero std (no signal for GRPO),
+    """What a step logs about its rollout as sampled (`first`; `roll` is what it learnt from): the mean reward,
+    accuracy and format reward (rewards.format_reward, whatever its weight), the mean std of a group's rewards, the fraction of groups with zero std (no signal for GRPO),
     the mean completion length (overall, of right and of wrong ones; None when there are none), the
     fraction truncated at max_new_tokens, and with a learned reward model its mean score (rm_score)."""
     lengths = first.mask.sum(-1).float()
     length_where = lambda keep: grpo.masked_mean(lengths, keep).item() if keep.any() else None
     return dict(reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
+                format=sum(map(rewards.format_reward, first.texts)) / max(len(first.texts), 1),
                 reward_std=first.rewards.std(-1, correction=std_ddof).mean().item(),
                 zero_std_frac=(~grpo.dynamic_sampling_filter(first.rewards)).float().mean().item(),
                 groups_used=roll.rewards.size(0), length=lengths.mean().item(),

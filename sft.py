@@ -6,6 +6,7 @@ problems, so this stage is also its pre-training (design: SFT from scratch).
 
     sft_examples       (prompt ids, completion ids) per problem: the worked solution, or with --sft_direct_frac
                        the answer alone with an empty <think> block (design: Mixed cold start)
+    fitting            the examples that fit in --max_seq_len (the rest dropped, and said)
     sft_batch_indices  the examples of step s, drawn from (seed, s) alone (design: Randomness per step)
     sft_batch          right-padded inputs, targets and the mask of completion tokens
     completion_loss    cross-entropy on the completion tokens only (design: Completion-only loss)
@@ -40,11 +41,17 @@ def sft_examples(problems, prompts, worked, tok, max_len: int, direct_frac: floa
     show = [rng.random() >= direct_frac for _ in problems]
     direct = iter(tok.encode_batch([tasks.format_completion(p, False) for p, s in zip(problems, show) if not s]))
     examples = [(p, w if s else next(direct).ids + [tasks.EOS_ID]) for p, w, s in zip(prompts, worked, show)]
+    return fitting(examples, max_len)
+
+
+def fitting(examples, max_len: int, what: str = "example") -> list[tuple[list[int], list[int]]]:
+    """The (prompt, completion) examples whose whole sequence fits in max_len positions; how many were dropped is
+    said, and none fitting is a ValueError naming the flag."""
     kept = [e for e in examples if len(e[0]) + len(e[1]) <= max_len]
     if len(kept) < len(examples):
-        print(f"dropped {len(examples) - len(kept)} of {len(examples)} examples longer than --max_seq_len {max_len}")
+        print(f"dropped {len(examples) - len(kept)} of {len(examples)} {what}s longer than --max_seq_len {max_len}")
     if not kept:
-        raise ValueError(f"every example is longer than --max_seq_len {max_len}; raise it, or give 0 to size it "
+        raise ValueError(f"every {what} is longer than --max_seq_len {max_len}; raise it, or give 0 to size it "
                          "from the data")
     return kept
 

@@ -4,13 +4,15 @@
     python train.py --preset sft      # SFT only, every target a worked solution
     python train.py --rl ppo --out_dir runs/ppo        # the same with PPO, the baseline GRPO improves on
     python train.py --preset r1       # R1's four stages on arithmetic and word problems, and a table of them
+    python train.py --preset r1_zero  # R1-Zero: pretraining on plain text, then GRPO from that base
     python train.py --help            # every flag (config.py), with its help line
 
 Read it top to bottom, the DeepSeek-R1 recipe (arXiv 2501.12948) in miniature:
   1. Data: generated problems (tasks.py), a BPE tokenizer trained on them, sequence lengths from the data.
   2. Stage 1, cold-start SFT (`sft.run_sft`): the worked solution in the R1 format, `<think> steps </think>
      <answer> N </answer>`, learnt by next-token prediction on the completion tokens. The model is trained
-     from scratch, so this stage is also its pre-training.
+     from scratch, so this stage is also its pre-training. With --pipeline r1_zero (R1-Zero) it is replaced by
+     pretraining on plain text with no template and no tags (pretrain.py), and RL starts from that base.
   3. Stage 2, reasoning RL (`run_rl`): DeepSeekMath's Algorithm 1 (arXiv 2402.03300), one step per
      `rl_step`: sample G completions per question -> rule rewards -> group-relative advantages -> log-probs
      of pi_old and pi_ref -> mu epochs of minibatch updates of the GRPO loss (`minibatch_updates`) -> log.
@@ -46,6 +48,7 @@ import checkpoint
 import grpo
 import memory
 import ppo
+import pretrain
 import rejection
 import reward_model
 import rollouts
@@ -363,10 +366,15 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
         model = Transformer(ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head,
                                         n_embd=cfg.n_embd, max_seq_len=cfg.max_seq_len)).to(device)
     print(f"model: {model.num_params():,} parameters, {model.cfg}; device {device}")
-    if not cfg.init_from and (point is None or point.stage == "sft"):  # stage 1: cold-start SFT
-        sft.run_sft(model, sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac,
-                                            cfg.seed), test, run, point)
-        stage_end(run, "sft", t_start)
+    first = PRETRAIN if cfg.pipeline == "r1_zero" else "sft"  # stage 1: R1-Zero's base, or the cold start
+    if not cfg.init_from and (point is None or point.stage == first):
+        if first == PRETRAIN:  # next-token prediction on plain text: no template, no tags (pretrain.py)
+            docs = pretrain.pretrain_documents(train, cfg.seed, cfg.pretrain_format_frac)
+            sft.run_sft(model, pretrain.pretrain_examples(docs, tok, cfg.max_seq_len), test, run, point, PRETRAIN)
+        else:  # cold-start SFT on the worked solutions in the R1 format
+            sft.run_sft(model, sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac,
+                                                cfg.seed), test, run, point)
+        stage_end(run, first, t_start)
     if cfg.rl == "none":  # the final held-out evaluation, on the whole test split
         acc = greedy_pass_at_1(model, tok, test, cfg.template, cfg.max_new_tokens)
         minutes = round((time.perf_counter() - t_start) / 60, 2)
@@ -376,7 +384,7 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
         print(f"checkpoint: {os.path.join(cfg.out_dir, 'sft')} (model.safetensors and tokenizer.json)")
         return run.metrics.records()[-1]
     resuming = point.stage if point is not None else None
-    if resuming in (None, "sft", cfg.rl):  # stage 2: reasoning RL
+    if resuming in (None, first, cfg.rl):  # stage 2: reasoning RL
         rl = run_rl(model, train, test, run, point if resuming == cfg.rl else None)
         stage_end(run, cfg.rl, t_start)
     if cfg.pipeline == "r1":
@@ -405,6 +413,7 @@ def stage3_start(policy: Transformer, cfg: TrainConfig, device: str) -> Transfor
 
 
 STAGE4 = "rl_all"  # the name of stage 4's checkpoints and records
+PRETRAIN = "pretrain"  # the name of R1-Zero's stage 1: the base model's checkpoints and records
 
 
 def stage4_config(cfg: TrainConfig) -> TrainConfig:
@@ -478,18 +487,21 @@ def final_report(run: Run, rl: dict, n: int, rss_before_policy: float, t_start: 
     mem["rss_before_policy_mib"] = rss_before_policy  # then the increase counts the policy's weights too
     mem["rss_increase_with_policy_mib"] = round(mem["peak_rss_mib"] - rss_before_policy, 1)
     minutes, label = (time.perf_counter() - t_start) / 60, cfg.rl
-    run.metrics.log(stage="final", eval_n=n, sft=before, **{label: after}, models=rl["models"], memory=mem,
+    first = PRETRAIN if cfg.pipeline == "r1_zero" else "sft"  # the model RL started from: R1-Zero's base, or SFT's
+    run.metrics.log(stage="final", eval_n=n, **{first: before, label: after}, models=rl["models"], memory=mem,
                     minutes=round(minutes, 2))
     checkpoint.mark_finished(cfg.out_dir, run.metrics.size())
-    print(f"\nheld-out results on {n} problems\n| {'metric':<18} | {'SFT':>6} | {label.upper():>6} | {'change':>7} |")
+    name = "BASE" if first == PRETRAIN else "SFT"
+    print(f"\nheld-out results on {n} problems\n| {'metric':<18} | {name:>6} | {label.upper():>6} | {'change':>7} |")
     print(f"|{'-' * 20}|{'-' * 8}|{'-' * 8}|{'-' * 9}|")
     for k in before:
         print(f"| {k:<18} | {before[k]:6.3f} | {after[k]:6.3f} | {after[k] - before[k]:+7.3f} |")
     print(f"memory: RSS {mem['rss_before_mib']:.0f} MiB when the {label.upper()} stage began, {mem['peak_rss_mib']:.0f} "
           f"MiB at its peak (+{mem['rss_increase_mib']:.0f} MiB" + ("" if mem["peak_rss_reset"] else "; the process's peak")
           + ")" + (f"; CUDA peak {mem['cuda_peak_allocated_mib']:.0f} MiB" if "cuda_peak_allocated_mib" in mem else ""))
-    start = cfg.init_from or os.path.join(cfg.out_dir, "sft")
-    print(f"total {minutes:.1f} min | checkpoints: {start} (SFT), {os.path.join(cfg.out_dir, label)} ({label.upper()})")
+    start = cfg.init_from or os.path.join(cfg.out_dir, first)
+    print(f"total {minutes:.1f} min | checkpoints: {start} ({name}), {os.path.join(cfg.out_dir, label)} "
+          f"({label.upper()})")
     return run.metrics.records()[-1]
 
 

@@ -26,6 +26,7 @@ TESTS = ["tests/test_updates.py", "tests/test_train_loop.py", "tests/test_train_
 T, S, R, P, O, C, E, M = "train.py", "sft.py", "rollouts.py", "ppo.py", "optim.py", "checkpoint.py", "sample.py", "model.py"
 J, K, F4 = "rejection.py", "tasks.py", "tests/test_stage4.py"
 D, FD = "distill.py", "tests/test_distill.py"
+Z, FZ = "pretrain.py", "tests/test_pretrain.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
@@ -134,6 +135,13 @@ MUTANTS = [
  ("distill: training at 2N a token", D, "    return 6 * n_params * train_tokens + 2 * n_params * forward_tokens", "    return 2 * n_params * train_tokens + 2 * n_params * forward_tokens", [FD]),
  ("distill: pi_ref's pass not counted", D, "    passes = 1 + (cfg.kl_coef > 0) + (cfg.mu > 1 or cfg.minibatches > 1)", "    passes = 1 + (cfg.mu > 1 or cfg.minibatches > 1)", [FD]),
  ("distill: budget overshot", D, "            return (s, total + f) if s == 1 or total + f - budget < budget - total else (s - 1, total)", "            return (s, total + f)", [FD]),
+ # R1-Zero: the base model (pretrain.py, --pipeline r1_zero)
+ ("zero: cold-start SFT instead of pretraining", T, "        if first == PRETRAIN:  # next-token", "        if False:  # next-token", [FZ]),
+ ("zero: pretraining not resumed", T, "    if not cfg.init_from and (point is None or point.stage == first):", "    if not cfg.init_from and (point is None or point.stage == \"sft\"):", [FZ]),
+ ("zero: format share ignored", T, "pretrain.pretrain_documents(train, cfg.seed, cfg.pretrain_format_frac)", "pretrain.pretrain_documents(train, cfg.seed)", [FZ]),
+ ("zero: transcripts never written", Z, "        docs.append(transcript(p) if formatted else document(p, style))", "        docs.append(document(p, style))", [FZ]),
+ ("zero: loss on the separator only", Z, "    examples = [([tasks.EOS_ID], e.ids + [tasks.EOS_ID]) for e in tok.encode_batch(docs)]", "    examples = [([tasks.EOS_ID] + e.ids, [tasks.EOS_ID]) for e in tok.encode_batch(docs)]", [FZ]),
+ ("roll: format statistic from accuracy", R, "                format=sum(map(rewards.format_reward, first.texts)) / max(len(first.texts), 1),", "                format=first.correct.mean().item(),"),
  ("distill: arms from other weights", D, "    model = initial_student(student, cfg.seed, device)\n    if stage == DISTILL_STAGE:", "    model = initial_student(student, cfg.seed + 1, device)\n    if stage == DISTILL_STAGE:", [FD]),
  ("distill: stage 3's teacher always", D, "    stage = stage or next(", "    stage = stage or FINAL_STAGES[-1] or next(", [FD]),
  ("distill: unverified traces", D, "    examples = rejection.stage_examples(kept, [], tok, cfg.template, cfg.max_seq_len)", "    examples = rejection.stage_examples(kept + [(p, ' 0') for p in train[:50]], [], tok, cfg.template, cfg.max_seq_len)", [FD]),

@@ -10,6 +10,7 @@ every byte of text is one token and each tag (<think>, </think>, <answer>, </ans
 (completion lengths, hence the overlong penalty and truncation points) can therefore be counted by hand.
 """
 
+import dataclasses
 import inspect
 import types
 import json
@@ -237,6 +238,10 @@ def test_sample_groups_with_dapo_plus_minus_one_accuracy_and_no_format_reward(to
     #   RIGHT0 +1, WRONG0 -1, UNFORMATTED0 +1;  RIGHT1 +1, LONG1 cut -1, WRONG1 -1
     assert roll.rewards.tolist() == [[1.0, -1.0, 1.0], [1.0, -1.0, -1.0]]
     assert roll.correct.tolist() == [[1.0, 0.0, 1.0], [1.0, 0.0, 0.0]]  # 1/0 whatever a wrong answer earns
+    # the logged format reward counts the formatted completions whatever its weight (here 0): RIGHT0, WRONG0, RIGHT1
+    assert rollouts.rollout_stats(roll, roll, 0)["format"] == 0.5
+    unscored = dataclasses.replace(roll, correct=torch.zeros_like(roll.correct), rewards=torch.zeros_like(roll.rewards))
+    assert rollouts.rollout_stats(unscored, unscored, 0)["format"] == 0.5  # read from the texts alone
 
 
 def test_sample_groups_adds_dapo_soft_overlong_penalty_with_l_max_the_generation_budget(tok):
