@@ -41,6 +41,8 @@ class TrainConfig:
     max_ops: int = opt(2, "arithmetic: most operators per problem")
     word_frac: float = opt(0.5, "mix: share of word problems in each split, the rest arithmetic")
     n_train: int = opt(100_000, "training problems generated (none shared with the test split)")
+    recheck_frac: float = opt(0.0, "share of training solutions written with one slip caught by 'wait, re-check:' "
+                              "(tasks.with_recheck), in the SFT or pretraining text")
     n_test: int = opt(1000, "held-out problems in the test split")
     template: str = opt("compact", "prompt template: 'compact' or 'r1' (DeepSeek-R1 Table 1, verbatim)")
     vocab_size: int = opt(384, "BPE vocabulary size, at least 262 (the 256 bytes and 6 special tokens)")
@@ -229,6 +231,7 @@ ONLY_WITH = {
     **{name: (lambda c: c.task in ("arithmetic", "mix"), "--task arithmetic or mix")
        for name in ("digits", "mul_digits", "min_ops", "max_ops")},
     "word_frac": (lambda c: c.task == "mix", "--task mix"),
+    "recheck_frac": (lambda c: not c.init_from, "a run that trains its own stage 1 (not with --init_from)"),
     "sft_direct_frac": (lambda c: c.pipeline != "r1_zero", "--pipeline cold_start or r1 (R1-Zero has no SFT)"),
     "pretrain_format_frac": (lambda c: c.pipeline == "r1_zero", "--pipeline r1_zero"),
     "rl_mix": (lambda c: c.rl != "none", "--rl grpo or ppo"),
@@ -285,6 +288,8 @@ def check_combinations(cfg: TrainConfig) -> None:
         if missing and (name == "rl_mix" or cfg.pipeline == "r1" and cfg.stage4_steps):
             raise ValueError(f"--{name} {getattr(cfg, name)!r} asks for {missing[0]} problems and --task {cfg.task} "
                              f"has none: give --task mix, or leave {missing[0]} out of --{name}")
+    if not 0 <= cfg.recheck_frac <= 1:
+        raise ValueError(f"--recheck_frac must be in [0, 1], got {cfg.recheck_frac}")
     if not 0 <= cfg.pretrain_format_frac <= 1:
         raise ValueError(f"--pretrain_format_frac must be in [0, 1], got {cfg.pretrain_format_frac}")
     if cfg.pipeline == "r1_zero" and cfg.rl == "none":

@@ -254,12 +254,19 @@ def minibatches(n_rows: int, k: int, generator: torch.Generator | None) -> tuple
 
 
 def rollout_stats(first: Rollouts, roll: Rollouts, std_ddof: int) -> dict:
-    """What a step logs about its rollout as sampled (`first`; `roll` is what it learnt from): the mean reward,
-    accuracy and format reward (rewards.format_reward, whatever its weight), the mean std of a group's rewards, the fraction of groups with zero std (no signal for GRPO),
-    the mean completion length (overall, of right and of wrong ones; None when there are none), the
-    fraction truncated at max_new_tokens, and with a learned reward model its mean score (rm_score)."""
+    """What a step logs about its rollout as sampled (`first`; `roll` is what it learnt from):
+    - the mean reward, accuracy and format reward (rewards.format_reward, whatever its weight);
+    - the mean std of a group's rewards, and the fraction of groups with zero std (no signal for GRPO);
+    - the mean completion length, overall, of right and of wrong ones (None when there are none), and by the
+      question's number of calculator steps (tasks.difficulty); the fraction truncated at max_new_tokens;
+    - the share of completions that catch a slip (tasks.RECHECK), and the accuracy of those that do and of those
+      that do not (None when there are none);
+    - with a learned reward model, its mean score (rm_score)."""
     lengths = first.mask.sum(-1).float()
     length_where = lambda keep: grpo.masked_mean(lengths, keep).item() if keep.any() else None
+    accuracy_where = lambda keep: grpo.masked_mean(first.correct.flatten(), keep).item() if keep.any() else None
+    rechecks = torch.tensor([tasks.count_rechecks(t) > 0 for t in first.texts], dtype=torch.bool)
+    steps = torch.tensor([tasks.difficulty(p) for p in first.problems]).repeat_interleave(first.rewards.size(1))
     return dict(reward=first.rewards.mean().item(), accuracy=first.correct.mean().item(),
                 format=sum(map(rewards.format_reward, first.texts)) / max(len(first.texts), 1),
                 reward_std=first.rewards.std(-1, correction=std_ddof).mean().item(),
@@ -268,6 +275,9 @@ def rollout_stats(first: Rollouts, roll: Rollouts, std_ddof: int) -> dict:
                 length_right=length_where(first.correct.flatten() > 0),
                 length_wrong=length_where(first.correct.flatten() <= 0),
                 truncated_frac=first.truncated.float().mean().item(),
+                recheck_frac=rechecks.float().mean().item(),
+                accuracy_recheck=accuracy_where(rechecks), accuracy_no_recheck=accuracy_where(~rechecks),
+                length_by_steps={str(k): length_where(steps == k) for k in sorted(set(steps.tolist()))},
                 **({} if first.rm_scores is None else {"rm_score": first.rm_scores.mean().item()}))
 
 

@@ -2,6 +2,7 @@
 knows about models or training.
 
     Problem                     a question, its worked solution (GSM8K style) and its integer answer string
+    with_rechecks, RECHECK      worked solutions with a slip caught ("wait, re-check:"); count_rechecks, difficulty
     arithmetic_problem          expressions like 347*6+125-89, worked step by step (word_problems.py: stories)
     load_gsm8k, split_gsm8k     the real GSM8K JSONL files, strictly parsed; train without test's questions
     make_splits                 leak-free generated train/test splits; 'mix' shuffles arithmetic and word ones
@@ -62,6 +63,58 @@ def annotate(expr: str, value: int) -> str:
 
 # -----------------------------------------------------------------------------
 # Arithmetic generator
+
+
+# A caught slip, the "aha" question made countable (design: Re-check traces): a calculator step written with a
+# wrong result, these words, then the step again, right.
+RECHECK = "wait, re-check:"
+_STEP = re.compile(r"(\S+) = <<\1=(-?\d+)>>\2")  # one calculator step as annotate writes it, integer result
+
+
+def with_recheck(p: Problem, rng: random.Random) -> Problem:
+    """The problem with one slip caught in its worked solution: a step drawn by rng is first written with one digit
+    of its result off by one, then RECHECK, then written right; the rest and the answer unchanged. A solution
+    without an integer calculator step is returned as it is.
+
+    >>> p = Problem("What is 2+3*4?", "3*4 = <<3*4=12>>12\\n2+12 = <<2+12=14>>14", "14")
+    >>> print(with_recheck(p, random.Random(1)).reasoning)
+    3*4 = <<3*4=2>>2 wait, re-check: 3*4 = <<3*4=12>>12
+    2+12 = <<2+12=14>>14
+    """
+    steps = list(_STEP.finditer(p.reasoning))
+    if not steps:
+        return p
+    step = rng.choice(steps)
+    value = int(step.group(2))
+    wrong = value + rng.choice((-1, 1)) * 10 ** rng.randrange(len(str(abs(value))))
+    slip = f"{annotate(step.group(1), wrong)} {RECHECK} "
+    return Problem(p.question, p.reasoning[:step.start()] + slip + p.reasoning[step.start():], p.answer)
+
+
+def with_rechecks(problems: list[Problem], frac: float, seed: int) -> list[Problem]:
+    """Each problem with_recheck with probability frac (--recheck_frac), drawn from Random(f"{seed}-recheck")."""
+    if not 0 <= frac <= 1:
+        raise ValueError(f"recheck_frac={frac}: a share, between 0 and 1")
+    rng = random.Random(f"{seed}-recheck")
+    return [with_recheck(p, rng) if rng.random() < frac else p for p in problems]
+
+
+def count_rechecks(text: str) -> int:
+    """How many times a completion catches a slip: the occurrences of RECHECK.
+
+    >>> count_rechecks("3*4 = <<3*4=13>>13 wait, re-check: 3*4 = <<3*4=12>>12"), count_rechecks("3*4 = <<3*4=12>>12")
+    (1, 0)
+    """
+    return text.count(RECHECK)
+
+
+def difficulty(p: Problem) -> int:
+    """A problem's number of calculator steps in its worked solution, a slip caught not counted.
+
+    >>> difficulty(Problem("What is 2+3*4?", "3*4 = <<3*4=12>>12\\n2+12 = <<2+12=14>>14", "14"))
+    2
+    """
+    return p.reasoning.count("<<") - count_rechecks(p.reasoning)
 
 
 def _random_number(rng: random.Random, max_digits: int, minimum: int = 0) -> int:

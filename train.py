@@ -65,12 +65,15 @@ from sample import evaluate, greedy_pass_at_1
 # 1. Data: problems -> token ids -> sequence lengths
 # ---------------------------------------------------------------------------------------------
 def load_problems(cfg: TrainConfig) -> tuple[list[tasks.Problem], list[tasks.Problem]]:
-    """(train, test): generated, or GSM8K's files; no test question is in train."""
+    """(train, test): generated, or GSM8K's files; no test question is in train. With --recheck_frac, that share
+    of the training solutions catch a slip (tasks.with_rechecks); the answers, and the test split, are unchanged."""
     if cfg.task == "gsm8k":
         train = tasks.load_gsm8k(os.path.join(cfg.gsm8k_dir, "train.jsonl"))
         test = tasks.load_gsm8k(os.path.join(cfg.gsm8k_dir, "test.jsonl"))
-        return tasks.split_gsm8k(train, test)
-    return tasks.make_splits(cfg.task, cfg.n_train, cfg.n_test, cfg.seed, **tasks.split_knobs(asdict(cfg)))
+        train, test = tasks.split_gsm8k(train, test)
+    else:
+        train, test = tasks.make_splits(cfg.task, cfg.n_train, cfg.n_test, cfg.seed, **tasks.split_knobs(asdict(cfg)))
+    return (tasks.with_rechecks(train, cfg.recheck_frac, cfg.seed) if cfg.recheck_frac else train), test
 
 
 def plan_lengths(longest_prompt: int, longest_solution: int, max_new_tokens: int = 0,

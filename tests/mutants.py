@@ -27,6 +27,7 @@ T, S, R, P, O, C, E, M = "train.py", "sft.py", "rollouts.py", "ppo.py", "optim.p
 J, K, F4 = "rejection.py", "tasks.py", "tests/test_stage4.py"
 D, FD = "distill.py", "tests/test_distill.py"
 Z, FZ = "pretrain.py", "tests/test_pretrain.py"
+FA = "tests/test_recheck.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
@@ -142,6 +143,10 @@ MUTANTS = [
  ("zero: transcripts never written", Z, "        docs.append(transcript(p) if formatted else document(p, style))", "        docs.append(document(p, style))", [FZ]),
  ("zero: loss on the separator only", Z, "    examples = [([tasks.EOS_ID], e.ids + [tasks.EOS_ID]) for e in tok.encode_batch(docs)]", "    examples = [([tasks.EOS_ID] + e.ids, [tasks.EOS_ID]) for e in tok.encode_batch(docs)]", [FZ]),
  ("roll: format statistic from accuracy", R, "                format=sum(map(rewards.format_reward, first.texts)) / max(len(first.texts), 1),", "                format=first.correct.mean().item(),"),
+ ("aha: recheck share ignored", T, "    return (tasks.with_rechecks(train, cfg.recheck_frac, cfg.seed) if cfg.recheck_frac else train), test", "    return train, test", [FA]),
+ ("aha: the slip written right", K, "    wrong = value + rng.choice((-1, 1)) * 10 ** rng.randrange(len(str(abs(value))))", "    wrong = value", [FA]),
+ ("aha: re-checkers' accuracy over all", R, "                accuracy_recheck=accuracy_where(rechecks),", "                accuracy_recheck=accuracy_where(rechecks | ~rechecks),", [FA]),
+ ("aha: difficulty not per group", R, "    steps = torch.tensor([tasks.difficulty(p) for p in first.problems]).repeat_interleave(first.rewards.size(1))", "    steps = torch.tensor([tasks.difficulty(p) for p in first.problems]).repeat(first.rewards.size(1))", [FA]),
  ("distill: arms from other weights", D, "    model = initial_student(student, cfg.seed, device)\n    if stage == DISTILL_STAGE:", "    model = initial_student(student, cfg.seed + 1, device)\n    if stage == DISTILL_STAGE:", [FD]),
  ("distill: stage 3's teacher always", D, "    stage = stage or next(", "    stage = stage or FINAL_STAGES[-1] or next(", [FD]),
  ("distill: unverified traces", D, "    examples = rejection.stage_examples(kept, [], tok, cfg.template, cfg.max_seq_len)", "    examples = rejection.stage_examples(kept + [(p, ' 0') for p in train[:50]], [], tok, cfg.template, cfg.max_seq_len)", [FD]),
