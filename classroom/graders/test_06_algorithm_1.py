@@ -8,6 +8,7 @@ import checkpoint
 import config
 import optim
 import rollouts
+import tasks
 import train
 from model import ModelConfig, Transformer
 
@@ -28,7 +29,8 @@ def hand_made_rollouts(B: int = 2, G: int = 4) -> rollouts.Rollouts:
     ids = torch.randint(3, V, (N, T), generator=gen).masked_fill(~mask, 0)
     prompts = [torch.randint(3, V, (4 + b,), generator=gen).tolist() for b in range(B) for _ in range(G)]
     r = torch.tensor([[float(i % 2) for i in range(G)]] * B)
-    return rollouts.Rollouts(problems=[None] * B, prompts=prompts, ids=ids, mask=mask,
+    problem = tasks.Problem("What is 1+1?", "1+1 = <<1+1=2>>2", "2")  # (the completions do not answer it)
+    return rollouts.Rollouts(problems=[problem] * B, prompts=prompts, ids=ids, mask=mask,
                              truncated=torch.zeros(N, dtype=torch.bool), texts=[""] * N, rewards=r, correct=r)
 
 
