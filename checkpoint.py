@@ -129,10 +129,13 @@ def restore_optimizer(point: ResumePoint, name: str, optimizer: torch.optim.Opti
 FREE_ON_RESUME = ("threads", "device", "resume", "sft_minutes", "rl_minutes")
 
 
-def config_differences(saved: dict, current: dict) -> list[str]:
-    """'--name saved -> current' for each field that differs, except those in FREE_ON_RESUME."""
-    return [f"--{k} {saved.get(k)!r} -> {current[k]!r}" for k in current
-            if k not in FREE_ON_RESUME and saved.get(k) != current[k]]
+def config_differences(saved: dict, current: dict, defaults: dict | None = None) -> list[str]:
+    """'--name saved -> current' for each field that differs, except those in FREE_ON_RESUME. A field the saved
+    config lacks (a flag added since the run was started) counts as its value in `defaults`: a new flag's default
+    is the behaviour of the code before it, so a run started before it resumes under it."""
+    defaults = defaults or {}
+    return [f"--{k} {saved.get(k, defaults.get(k))!r} -> {current[k]!r}" for k in current
+            if k not in FREE_ON_RESUME and saved.get(k, defaults.get(k)) != current[k]]
 
 
 def mark_finished(out_dir: str, metrics_bytes: int) -> None:
@@ -158,10 +161,10 @@ def resume_point(out_dir: str, resume: bool) -> ResumePoint | None:
     return load(out_dir)
 
 
-def check_resume(point: ResumePoint, cfg: dict) -> bool:
-    """Check that a resume point belongs to this config (SystemExit naming the flags that differ); True if its
-    run has finished (then there is nothing to do)."""
-    changed = config_differences(point.train_config, cfg)
+def check_resume(point: ResumePoint, cfg: dict, defaults: dict | None = None) -> bool:
+    """Check that a resume point belongs to this config (SystemExit naming the flags that differ; a flag the stored
+    config lacks counts as its value in `defaults`); True if its run has finished (then there is nothing to do)."""
+    changed = config_differences(point.train_config, cfg, defaults)
     if changed:
         raise SystemExit(f"error: {cfg['out_dir']} holds a run with another config ({'; '.join(changed)}): give the "
                          "same flags to resume it, another --out_dir, or --resume false to start it over")

@@ -310,7 +310,7 @@ def pipeline(cfg: DistillConfig, teacher, tok, teacher_config: dict, student: Mo
     traces_path = os.path.join(cfg.out_dir, TRACES_DIR, rejection.CANDIDATES_FILE)
     if not cfg.resume and os.path.exists(traces_path):  # start over: the samples too
         os.remove(traces_path)
-    if point is not None and checkpoint.check_resume(point, asdict(cfg)):
+    if point is not None and checkpoint.check_resume(point, asdict(cfg), asdict(DistillConfig())):
         return [r for r in checkpoint.read_jsonl(os.path.join(cfg.out_dir, "metrics.jsonl"))
                 if r.get("stage") == "final"][-1]
     run = Run(cfg, tok, checkpoint.Metrics(os.path.join(cfg.out_dir, "metrics.jsonl"),

@@ -115,8 +115,11 @@ def rebuild_splits(train_config: dict, n_train: int = 0) -> tuple[list[tasks.Pro
     if c["task"] == "gsm8k":
         test = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "test.jsonl"))
         train = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "train.jsonl")) if n_train else []
-        return tasks.split_gsm8k(train, test)[0][:n_train], test
-    return tasks.make_splits(c["task"], n_train, c["n_test"], c["seed"], **tasks.split_knobs(c))
+        train = tasks.split_gsm8k(train, test)[0][:n_train]
+    else:
+        train, test = tasks.make_splits(c["task"], n_train, c["n_test"], c["seed"], **tasks.split_knobs(c))
+    recheck = c.get("recheck_frac", 0.0)  # (absent from runs started before the flag existed)
+    return (tasks.with_rechecks(train, recheck, c["seed"]) if recheck else train), test
 
 
 def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:

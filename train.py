@@ -356,7 +356,7 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
         prompts, worked = plan_run(cfg, tok, train, test, model)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    if point is not None and checkpoint.check_resume(point, asdict(cfg)):
+    if point is not None and checkpoint.check_resume(point, asdict(cfg), asdict(TrainConfig())):
         records = checkpoint.read_jsonl(os.path.join(cfg.out_dir, "metrics.jsonl"))
         return next(r for r in reversed(records) if r.get("stage") == "final")
     print(json.dumps(asdict(cfg), indent=1))

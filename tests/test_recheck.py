@@ -5,11 +5,13 @@ accuracy against the others', and the mean length by difficulty."""
 import dataclasses
 import random
 import re
+from dataclasses import asdict
 
 import pytest
 import torch
 
 import config
+import sample
 import rewards
 import rollouts
 import tasks
@@ -46,6 +48,8 @@ def test_rechecks_go_to_the_share_asked_of_the_training_split_only():
     changed = sum(tasks.count_rechecks(p.reasoning) for p in train_split)
     assert 300 - 50 <= changed <= 300 + 50  # 10% of 3,000, within 3 standard deviations
     assert train.load_problems(cfg)[0] == train_split  # seeded
+    # a checkpoint's splits, rebuilt from its config (sample.py, distill.py): the same rechecks, on a prefix too
+    assert sample.rebuild_splits(asdict(cfg), 500) == (train_split[:500], test)
     with pytest.raises(ValueError, match="recheck_frac=2: a share"):
         tasks.with_rechecks(plain_train, 2, seed=0)
     with pytest.raises(ValueError, match=r"--recheck_frac must be in \[0, 1\], got -0.5"):

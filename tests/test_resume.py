@@ -165,6 +165,22 @@ def test_a_stored_run_with_another_config_is_refused_with_the_flags_that_differ(
     assert train.main(TINY + ["--out_dir", out, "--rl", "none", "--resume", "false", "--sft_steps", "2"])
 
 
+def test_a_run_stored_before_a_flag_existed_resumes_as_if_it_had_the_flag_s_default(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+    out = str(tmp_path / "run")
+    run_process(out, stop_at=("sft", 6, "loss"))
+    path = os.path.join(out, checkpoint.RESUME_FILE)
+    with safe_open(path, framework="pt") as f:  # the stored config, as code without --recheck_frac wrote it
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    stored = json.loads(meta["train_config"])
+    del stored["recheck_frac"]
+    save_file(tensors, path, metadata={**meta, "train_config": json.dumps(stored)})
+    with pytest.raises(SystemExit, match=r"another config \(--recheck_frac 0.0 -> 0.1; "):
+        train.main(TINY + ["--out_dir", out, "--recheck_frac", "0.1"])
+    assert train.main(TINY + ["--out_dir", out])["stage"] == "final"  # the same flags: it resumes and ends
+
+
 def test_a_corrupt_or_truncated_resume_point_is_one_line_naming_the_file(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
