@@ -32,7 +32,7 @@ from tokenizers import Tokenizer
 import grpo
 import tasks
 from model import TOKENIZER_FILE, WEIGHTS_FILE, generate, load_checkpoint
-from rewards import accuracy_reward, extract_answer, parse_number
+from rewards import accuracy_reward, extract_answer, format_reward, parse_number
 
 
 def complete(model, tok, questions: list[str], template: str, max_new_tokens: int, temperature: float = 0.0,
@@ -207,6 +207,8 @@ def main(argv=None):
             reasoning, answer = split_completion(text)
             print(f"--- sample {i + 1}" if args.samples > 1 else "---")
             print(f"reasoning:\n{reasoning}\nanswer: {answer}")
+            if not format_reward(text):  # a base model, or a broken one: what it wrote is the only clue
+                print(f"(not in the <think>/<answer> format) as written: {text!r}")
     if args.n > 0:
         try:
             problems = held_out_problems(cfg, args.n)

@@ -114,7 +114,7 @@ def test_presets_set_defaults_and_flags_override_them():
     assert cfg.n_layer == config.PRESETS["smoke"]["n_layer"] and cfg.n_embd == 48
 
 
-def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys):
+def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys, monkeypatch):
     run = str(tmp_path / "run")
     result = train.main(["--preset", "smoke", "--out_dir", run, "--threads", "2", "--rl", "none"])
     out = os.path.join(run, "sft")
@@ -128,6 +128,12 @@ def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys):
     sample.main([run, "--question", "What is 12*3+4?", "--n", "10"])  # a run directory: its sft/ checkpoint
     printed = capsys.readouterr().out
     assert "reasoning:" in printed and "answer:" in printed and "greedy pass@1 on 10 held-out" in printed
+    # a completion outside the format is also shown as written, since its reasoning and answer parse as empty
+    texts = [" <think> 12*3 = <<12*3=36>>36 </think> <answer> 40 </answer>", "12*3 = 36\n#### 40"]
+    monkeypatch.setattr(sample, "complete", lambda *a, **k: texts)
+    sample.main([run, "--question", "What is 12*3+4?", "--samples", "2"])
+    printed = capsys.readouterr().out
+    assert printed.count("as written") == 1 and "as written: '12*3 = 36\\n#### 40'" in printed
     cfg = config.parse_config(["--preset", "smoke", "--out_dir", run])
     stored = json.loads(json.dumps(asdict(cfg)))  # as the checkpoint stores it
     assert sample.held_out_problems(stored, 10) == train.load_problems(cfg)[1][:10]
