@@ -63,6 +63,8 @@ class TrainConfig:
     grad_clip: float = opt(1.0, "clip the global gradient norm to this (0: off)")
     length_grouping: int = opt(1, "sort this many batches of examples by length before cutting them (1: off)")
     sft_direct_frac: float = opt(0.5, "fraction of SFT targets that give the answer alone (design: Mixed cold start)")
+    sft_problems: int = opt(0, "stage 1 sees the worked solutions of only the first N training problems (0: all); "
+                              "RL still draws its questions from all of them")
     pretrain_format_frac: float = opt(0.0, "r1_zero: share of pretraining documents that are R1-Zero transcripts, "
                                       "template and tags (pretrain.py; 0: a base that never saw them)")
     eval_every: int = opt(400, "SFT steps between a checkpoint and a held-out evaluation")
@@ -211,7 +213,7 @@ ALLOWED = {"device": ("auto", "cpu", "cuda"), "template": tuple(tasks.TEMPLATES)
 AT_LEAST_1 = ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer", "rl_steps",
               "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every", "rl_eval_n",
               "pass_k", "overlong_cache", "rs_questions", "rs_samples", "rs_batch", "rs_sft_steps", "rm_pairs", "rm_steps")
-AT_LEAST_0 = ("sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every", "micro_batch",
+AT_LEAST_0 = ("sft_problems", "sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every", "micro_batch",
               "forward_chunk", "max_new_tokens", "max_seq_len", "value_clip", "stage4_steps", "stage4_rm",
               "stage4_language")
 POSITIVE = ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p", "vf_coef", "critic_lr")
@@ -234,6 +236,8 @@ ONLY_WITH = {
     "recheck_frac": (lambda c: not c.init_from, "a run that trains its own stage 1 (not with --init_from)"),
     "sft_direct_frac": (lambda c: c.pipeline != "r1_zero", "--pipeline cold_start or r1 (R1-Zero has no SFT)"),
     "pretrain_format_frac": (lambda c: c.pipeline == "r1_zero", "--pipeline r1_zero"),
+    "sft_problems": (lambda c: c.pipeline != "r1_zero" and not c.init_from,
+                     "a run that trains its own cold start (not --pipeline r1_zero, not --init_from)"),
     "rl_mix": (lambda c: c.rl != "none", "--rl grpo or ppo"),
     **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
        for name in ("n_train", "n_test")},
@@ -288,6 +292,8 @@ def check_combinations(cfg: TrainConfig) -> None:
         if missing and (name == "rl_mix" or cfg.pipeline == "r1" and cfg.stage4_steps):
             raise ValueError(f"--{name} {getattr(cfg, name)!r} asks for {missing[0]} problems and --task {cfg.task} "
                              f"has none: give --task mix, or leave {missing[0]} out of --{name}")
+    if cfg.task != "gsm8k" and cfg.sft_problems > cfg.n_train:
+        raise ValueError(f"--sft_problems {cfg.sft_problems} is more than the --n_train {cfg.n_train} training problems")
     if not 0 <= cfg.recheck_frac <= 1:
         raise ValueError(f"--recheck_frac must be in [0, 1], got {cfg.recheck_frac}")
     if not 0 <= cfg.pretrain_format_frac <= 1:

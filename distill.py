@@ -348,7 +348,7 @@ def pipeline(cfg: DistillConfig, teacher, tok, teacher_config: dict, student: Mo
         if point is not None:
             checkpoint.restore_model(point, "policy", model)
         prompts, worked = tasks.tokenize_problems(tok, train, cfg.template)
-        cold = sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)
+        cold = sft.cold_start_examples(train, prompts, worked, tok, cfg)
         if stage in (None, "sft"):
             sft.run_sft(model, cold, test, run, point if stage == "sft" else None)
         run_rl(model, train, test, run, point if stage == cfg.rl else None)

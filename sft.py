@@ -6,6 +6,7 @@ problems, so this stage is also its pre-training (design: SFT from scratch).
 
     sft_examples       (prompt ids, completion ids) per problem: the worked solution, or with --sft_direct_frac
                        the answer alone with an empty <think> block (design: Mixed cold start)
+    cold_start_examples  stage 1's examples: those of the first --sft_problems training problems
     fitting            the examples that fit in --max_seq_len (the rest dropped, and said)
     sft_batch_indices  the examples of step s, drawn from (seed, s) alone (design: Randomness per step)
     sft_batch          right-padded inputs, targets and the mask of completion tokens
@@ -42,6 +43,13 @@ def sft_examples(problems, prompts, worked, tok, max_len: int, direct_frac: floa
     direct = iter(tok.encode_batch([tasks.format_completion(p, False) for p, s in zip(problems, show) if not s]))
     examples = [(p, w if s else next(direct).ids + [tasks.EOS_ID]) for p, w, s in zip(prompts, worked, show)]
     return fitting(examples, max_len)
+
+
+def cold_start_examples(train, prompts, worked, tok, cfg) -> list[tuple[list[int], list[int]]]:
+    """Stage 1's examples: sft_examples of the first --sft_problems training problems (0: all of them), with the
+    run's --sft_direct_frac. RL still draws its questions, answer-only, from every training problem."""
+    n = cfg.sft_problems or len(train)
+    return sft_examples(train[:n], prompts[:n], worked[:n], tok, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)
 
 
 def fitting(examples, max_len: int, what: str = "example") -> list[tuple[list[int], list[int]]]:

@@ -375,8 +375,7 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
             docs = pretrain.pretrain_documents(train, cfg.seed, cfg.pretrain_format_frac)
             sft.run_sft(model, pretrain.pretrain_examples(docs, tok, cfg.max_seq_len), test, run, point, PRETRAIN)
         else:  # cold-start SFT on the worked solutions in the R1 format
-            sft.run_sft(model, sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac,
-                                                cfg.seed), test, run, point)
+            sft.run_sft(model, sft.cold_start_examples(train, prompts, worked, tok, cfg), test, run, point)
         stage_end(run, first, t_start)
     if cfg.rl == "none":  # the final held-out evaluation, on the whole test split
         acc = greedy_pass_at_1(model, tok, test, cfg.template, cfg.max_new_tokens)

@@ -37,7 +37,8 @@ MUTANTS = [
  ("sft: lr not applied", S, "            set_lr(optimizer, lr)\n            x, y, mask", "            x, y, mask"),
  ("sft: same batch every step", S, "sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed,", "sft_batch_indices(lengths, cfg.batch_size, 0, cfg.seed,"),
  ("sft: grad clip off", S, "loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device)", "loss, grad_norm = sft_step(model, optimizer, x, y, mask, 0.0, run.device)"),
- ("sft: direct frac ignored", T, "sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, cfg.sft_direct_frac,", "sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len, 0.0,"),
+ ("sft: direct frac ignored", S, "sft_examples(train[:n], prompts[:n], worked[:n], tok, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)", "sft_examples(train[:n], prompts[:n], worked[:n], tok, cfg.max_seq_len, 0.0, cfg.seed)"),
+ ("sft: every problem despite sft_problems", S, "    n = cfg.sft_problems or len(train)", "    n = len(train)"),
  ("sft: weight decay on all", O, "    decay = [p for p in model.parameters() if p.dim() >= 2]", "    decay = [p for p in model.parameters()]"),
  ("sft: lr warmup off", O, "    if step < warmup_steps:\n        return lr * (step + 1) / warmup_steps", "    if False:\n        return lr"),
  # rollouts and rewards

@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 import pytest
 import torch
+from tokenizers import Tokenizer
 
 import sample
 import sft
@@ -253,3 +254,25 @@ def test_help_lists_the_flags_under_their_groups(capsys):
     starts = [names.index(n) for n in config.HELP_GROUPS] + [len(names)]
     for (lo, hi), at, end in zip(zip(starts, starts[1:]), headings, headings[1:] + [len(out)]):
         assert all(at < out.index(f"  --{n} ") < end for n in names[lo:hi])
+
+
+def test_sft_problems_gives_the_cold_start_the_first_n_worked_solutions_and_rl_every_question(tmp_path, monkeypatch):
+    seen = {}
+    run_sft, run_rl = train.sft.run_sft, train.run_rl
+    monkeypatch.setattr(train.sft, "run_sft", lambda model, examples, *a, **k: seen.update(sft=examples)
+                        or run_sft(model, examples, *a, **k))
+    monkeypatch.setattr(train, "run_rl", lambda policy, problems, *a, **k: seen.update(rl=problems)
+                        or run_rl(policy, problems, *a, **k))
+    argv = ["--preset", "smoke", "--n_train", "300", "--sft_problems", "40", "--sft_steps", "2", "--rl_steps", "1",
+            "--eval_every", "2", "--threads", "1", "--sft_direct_frac", "0", "--out_dir", str(tmp_path / "run")]
+    train.main(argv)
+    problems = train.load_problems(config.parse_config(argv))[0]
+    tok = Tokenizer.from_file(str(tmp_path / "run" / "sft" / "tokenizer.json"))
+    prompts, worked = tasks.tokenize_problems(tok, problems[:40], "compact")
+    assert seen["sft"] == list(zip(prompts, worked))  # the first 40 problems' worked solutions, nothing else
+    assert seen["rl"] == problems  # every training question
+    with pytest.raises(ValueError, match="--sft_problems 301 is more than the --n_train 300 training problems"):
+        config.check_config(config.TrainConfig(n_train=300, sft_problems=301))
+    with pytest.raises(ValueError, match="--sft_problems 40 has no effect here: it acts only with a run that trains "
+                                         "its own cold start"):
+        config.check_config(config.TrainConfig(pipeline="r1_zero", sft_problems=40))
