@@ -3,6 +3,7 @@
     python sample.py runs/default --question "What is 347*6+125-89?"
     python sample.py runs/default --n 500                  # greedy pass@1 on 500 held-out problems
     python sample.py runs/default --question "What is 12*3+4?" --temperature 0.7 --samples 4
+    python sample.py runs/default --n 500 --max_ops 3      # on problems with an operation more than it trained on
 
 Give a run directory (runs/default: its grpo/ or ppo/ checkpoint if there is one, else sft/) or a checkpoint
 directory (runs/default/sft). A checkpoint directory holds model.safetensors (the training config is in its
@@ -13,7 +14,8 @@ the test split the model never trained on.
     pass_rate, greedy_pass_at_1        the fraction that earns rewards.accuracy_reward, the check RL rewards
     evaluate                           greedy pass@1, shows_work; from k samples pass@k, sampled pass@1, cons@k
     split_completion                   (reasoning, answer) out of a completion in the R1 format
-    held_out_problems, checkpoint_dir  the checkpoint's own test split; a run directory's latest stage
+    held_out_problems, checkpoint_dir  the checkpoint's own test split (or one with other arithmetic knobs);
+                                       a run directory's latest stage
 
 The evaluation equations (pass@k, cons@k) are written out in docs/equations.md; the choices behind the
 evaluation are in docs/design.md ("Evaluation").
@@ -122,13 +124,26 @@ def rebuild_splits(train_config: dict, n_train: int = 0) -> tuple[list[tasks.Pro
     return (tasks.with_rechecks(train, recheck, c["seed"]) if recheck else train), test
 
 
-def held_out_problems(train_config: dict, n: int) -> list[tasks.Problem]:
-    """The first n problems of the checkpoint's own test split, rebuilt from its training config."""
+KNOBS = ("digits", "mul_digits", "min_ops", "max_ops")  # arithmetic's knobs, which --n can score other values of
+
+
+def held_out_problems(train_config: dict, n: int, knobs: dict | None = None) -> list[tasks.Problem]:
+    """The first n problems of the checkpoint's own test split, rebuilt from its training config. With knobs (e.g.
+    {"max_ops": 3}), the test split those arithmetic knobs draw instead (problems harder, or other, than the model
+    trained on), without any question of its training split."""
     if train_config is None:
         raise ValueError("the checkpoint stores no train_config, so its held-out split cannot be rebuilt")
-    _, test = rebuild_splits(train_config)
+    knobs = {k: v for k, v in (knobs or {}).items() if v is not None}
+    if knobs and train_config["task"] not in ("arithmetic", "mix"):
+        raise ValueError(f"--{next(iter(knobs))}: the checkpoint was trained on --task {train_config['task']}, "
+                         "which has no arithmetic knobs")
+    _, test = rebuild_splits({**train_config, **knobs})
+    if knobs:  # leave out every question the model trained on
+        seen = {tasks.normalise_question(p.question) for p in rebuild_splits(train_config, train_config["n_train"])[0]}
+        test = [p for p in test if tasks.normalise_question(p.question) not in seen]
     if n > len(test):
-        raise ValueError(f"--n {n}: the checkpoint's test split has only {len(test)} problems")
+        raise ValueError(f"--n {n}: the checkpoint's test split has only {len(test)} problems"
+                         + (" not among its training questions" if knobs else ""))
     return test[:n]
 
 
@@ -159,6 +174,16 @@ def load_model(path: str, device: str, parser: argparse.ArgumentParser):
     return model, meta, tok
 
 
+def budget_left(n_prompt: int, max_new: int, positions: int, what: str) -> int:
+    """The generation budget that fits after a prompt of n_prompt tokens in the model's positions; a note when
+    it is less than max_new (a prompt longer than any the model trained on)."""
+    if n_prompt + max_new <= positions:
+        return max_new
+    print(f"note: {what} has {n_prompt} tokens, so at most {positions - n_prompt} new tokens fit in this "
+          f"checkpoint's {positions} positions (--max_new_tokens {max_new})", file=sys.stderr)
+    return positions - n_prompt
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("checkpoint", help="checkpoint directory (holds model.safetensors and tokenizer.json), or a run "
@@ -172,10 +197,16 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=1, help="completions to sample for --question")
     p.add_argument("--max_new_tokens", type=int, default=None, help="default: the training config's")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    for knob in KNOBS:
+        p.add_argument(f"--{knob}", type=int, default=None,
+                       help=f"with --n: score problems drawn with this {knob} instead of the checkpoint's")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if not args.question and args.n <= 0:
         p.error("give --question TEXT, or --n N to score N held-out problems")
+    for knob in KNOBS:
+        if getattr(args, knob) is not None and args.n <= 0:
+            p.error(f"--{knob} sets the problems that --n scores: give --n N too")
     for name, ok, rule in (("samples", args.samples >= 1, ">= 1"), ("temperature", args.temperature >= 0, ">= 0"),
                            ("top_k", args.top_k is None or args.top_k >= 1, ">= 1"),
                            ("top_p", args.top_p is None or 0 < args.top_p <= 1, "in (0, 1]"),
@@ -196,10 +227,7 @@ def main(argv=None):
         if n_prompt >= positions:
             p.error(f"the question's prompt has {n_prompt} tokens, and this checkpoint handles {positions} positions "
                     "in all (its training data's longest prompt plus its generation budget): ask a shorter question")
-        if n_prompt + max_new > positions:  # longer than any training prompt: answer within the positions left
-            print(f"note: the prompt has {n_prompt} tokens, so at most {positions - n_prompt} new tokens fit in this "
-                  f"checkpoint's {positions} positions (--max_new_tokens {max_new})", file=sys.stderr)
-            max_new = positions - n_prompt
+        max_new = budget_left(n_prompt, max_new, positions, "the prompt")
         gen = torch.Generator(device=args.device).manual_seed(args.seed)
         texts = complete(model, tok, [args.question] * args.samples, template, max_new,
                          args.temperature, args.top_k, args.top_p, generator=gen)
@@ -211,10 +239,15 @@ def main(argv=None):
                 print(f"(not in the <think>/<answer> format) as written: {text!r}")
     if args.n > 0:
         try:
-            problems = held_out_problems(cfg, args.n)
+            problems = held_out_problems(cfg, args.n, {k: getattr(args, k) for k in KNOBS})
         except (FileNotFoundError, ValueError) as e:
             p.error(str(e))
-        acc = greedy_pass_at_1(model, tok, problems, template, max_new)
+        longest = max(len(tasks.encode(tok, tasks.format_prompt(q.question, template))) for q in problems)
+        if longest >= model.cfg.max_seq_len:
+            p.error(f"the longest of these prompts has {longest} tokens, and this checkpoint handles "
+                    f"{model.cfg.max_seq_len} positions in all: score easier problems")
+        acc = greedy_pass_at_1(model, tok, problems, template,
+                               budget_left(longest, max_new, model.cfg.max_seq_len, "the longest prompt"))
         print(f"greedy pass@1 on {len(problems)} held-out problems: {acc:.3f}")
 
 

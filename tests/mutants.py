@@ -145,6 +145,8 @@ MUTANTS = [
  ("zero: loss on the separator only", Z, "    examples = [([tasks.EOS_ID], e.ids + [tasks.EOS_ID]) for e in tok.encode_batch(docs)]", "    examples = [([tasks.EOS_ID] + e.ids, [tasks.EOS_ID]) for e in tok.encode_batch(docs)]", [FZ]),
  ("roll: format statistic from accuracy", R, "                format=sum(map(rewards.format_reward, first.texts)) / max(len(first.texts), 1),", "                format=first.correct.mean().item(),"),
  ("aha: recheck share ignored", T, "    return (tasks.with_rechecks(train, cfg.recheck_frac, cfg.seed) if cfg.recheck_frac else train), test", "    return train, test", [FA]),
+ ("sample: other knobs ignored", E, "    _, test = rebuild_splits({**train_config, **knobs})", "    _, test = rebuild_splits(train_config)", ["tests/test_train.py"]),
+ ("sample: training questions kept", E, "        test = [p for p in test if tasks.normalise_question(p.question) not in seen]", "        test = test", ["tests/test_train.py"]),
  ("aha: rebuilt splits without rechecks", E, "    return (tasks.with_rechecks(train, recheck, c[\"seed\"]) if recheck else train), test", "    return train, test", [FA]),
  ("resume: a new flag refuses old runs", C, "    defaults = defaults or {}\n", "    defaults = {}\n", ["tests/test_resume.py"]),
  ("aha: the slip written right", K, "    wrong = value + rng.choice((-1, 1)) * 10 ** rng.randrange(len(str(abs(value))))", "    wrong = value", [FA]),

@@ -138,6 +138,25 @@ def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys, monkeypa
     cfg = config.parse_config(["--preset", "smoke", "--out_dir", run])
     stored = json.loads(json.dumps(asdict(cfg)))  # as the checkpoint stores it
     assert sample.held_out_problems(stored, 10) == train.load_problems(cfg)[1][:10]
+    # --n on problems with other arithmetic knobs: harder ones than it trained on, none of its training questions
+    harder = sample.held_out_problems(stored, 30, {"min_ops": 3, "max_ops": 3, "digits": None})
+    assert all(sum(map(p.question.count, "+-*")) == 3 for p in harder)
+    stored_1 = {**stored, "digits": 1, "max_ops": 1, "min_ops": 1, "n_train": 40}  # a split that uses up the space
+    seen = {p.question for p in sample.rebuild_splits(stored_1, 40)[0]}
+    other = sample.held_out_problems(stored_1, 20, {"mul_digits": 1})  # the same space: only the unseen are kept
+    assert other and not seen & {p.question for p in other}
+    sample.main([run, "--n", "5", "--min_ops", "3", "--max_ops", "3"])
+    printed = capsys.readouterr()
+    assert "greedy pass@1 on 5 held-out problems" in printed.out
+    # a prompt longer than any it trained on answers within the positions left, and says so
+    assert sample.budget_left(100, 96, 210, "the longest prompt") == 96 and "note" not in capsys.readouterr().err
+    assert sample.budget_left(120, 96, 210, "the longest prompt") == 90
+    assert "the longest prompt has 120 tokens, so at most 90 new tokens fit" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sample.main([run, "--question", "What is 1+1?", "--max_ops", "3"])
+    assert "--max_ops sets the problems that --n scores: give --n N too" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--max_ops: the checkpoint was trained on --task word"):
+        sample.held_out_problems({**stored, "task": "word"}, 5, {"max_ops": 3})
 
 
 def test_a_checkpoints_training_problems_are_rebuilt_as_the_run_made_them(tmp_path):
