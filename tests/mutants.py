@@ -28,6 +28,7 @@ J, K, F4 = "rejection.py", "tasks.py", "tests/test_stage4.py"
 D, FD = "distill.py", "tests/test_distill.py"
 Z, FZ = "pretrain.py", "tests/test_pretrain.py"
 FA = "tests/test_recheck.py"
+I, FI = "inference.py", "tests/test_inference.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
@@ -147,6 +148,10 @@ MUTANTS = [
  ("aha: recheck share ignored", T, "    return (tasks.with_rechecks(train, cfg.recheck_frac, cfg.seed) if cfg.recheck_frac else train), test", "    return train, test", [FA]),
  ("sample: other knobs ignored", E, "    _, test = rebuild_splits({**train_config, **knobs})", "    _, test = rebuild_splits(train_config)", ["tests/test_train.py"]),
  ("sample: training questions kept", E, "        test = [p for p in test if tasks.normalise_question(p.question) not in seen]", "        test = test", ["tests/test_train.py"]),
+ ("infer: vote weights ignored", I, "            totals[answer] = totals.get(answer, 0.0) + weight", "            totals[answer] = totals.get(answer, 0.0) + 1.0", [FI]),
+ ("infer: best of n takes the lowest", I, "    return answers[max(range(len(scores)), key=scores.__getitem__)]", "    return answers[min(range(len(scores)), key=scores.__getitem__)]", [FI]),
+ ("infer: subsets with replacement", I, "                subset = rng.sample(q, n)", "                subset = rng.choices(q, k=n)", [FI]),
+ ("infer: pass@N from one sample", I, "            out[n] = sum(grpo.pass_at_k(len(q), sum(c for _, c, _ in q), n) for q in samples) / len(samples)", "            out[n] = sum(grpo.pass_at_k(len(q), sum(c for _, c, _ in q), 1) for q in samples) / len(samples)", [FI]),
  ("aha: rebuilt splits without rechecks", E, "    return (tasks.with_rechecks(train, recheck, c[\"seed\"]) if recheck else train), test", "    return train, test", [FA]),
  ("resume: a new flag refuses old runs", C, "    defaults = defaults or {}\n", "    defaults = {}\n", ["tests/test_resume.py"]),
  ("aha: the slip written right", K, "    wrong = value + rng.choice((-1, 1)) * 10 ** rng.randrange(len(str(abs(value))))", "    wrong = value", [FA]),
