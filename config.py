@@ -152,11 +152,12 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
     # the word problems at the default model size, on a CPU
     "word_cpu": dict(task="word", vocab_size=512, max_new_tokens=192, batch_size=32, sft_steps=1350, rl_steps=80,
                      pass_k=4, out_dir="runs/word_cpu"),
-    # DeepSeek-R1's pipeline on arithmetic and word problems: cold-start SFT on both, reasoning RL on arithmetic,
-    # rejection sampling -> SFT, then RL on both with the rule rewards and a learned reward
-    # (a CPU-sized version: batches of 32, 2000 questions sampled in stage 3, pass@4, 50 steps of stage 4)
-    "r1": dict(pipeline="r1", task="mix", vocab_size=512, rl_mix="arithmetic:1", batch_size=32, rs_questions=2000,
-               pass_k=4, stage4_steps=50, out_dir="runs/r1"),
+    # DeepSeek-R1's pipeline on arithmetic and word problems, a CPU-sized version: cold-start SFT on worked solutions
+    # of both (8 heads, 3000 steps of 16, as --preset sft), reasoning RL on both (50 steps), rejection sampling of
+    # 2000 questions -> SFT from the base (as long as stage 1), then 30 steps of RL on both with the rule rewards
+    # and a learned reward; pass@4
+    "r1": dict(pipeline="r1", task="mix", vocab_size=512, n_head=8, batch_size=16, sft_steps=3000, sft_direct_frac=0.0,
+               rl_steps=50, rs_questions=2000, rs_sft_steps=3000, stage4_steps=30, pass_k=4, out_dir="runs/r1"),
     # DeepSeek-R1-Zero: a base model pretrained on plain text (no template, no tags; pretrain.py), then GRPO with
     # the R1-Zero template and the rule rewards only, no cold start
     "r1_zero": dict(pipeline="r1_zero", template="r1", out_dir="runs/r1_zero"),

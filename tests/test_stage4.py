@@ -114,7 +114,7 @@ def test_mixture_flags_are_checked_against_the_runs_data(capsys):
         assert words in capsys.readouterr().err, argv
     assert config.parse_config(["--pipeline", "r1", "--stage4_steps", "0"]).task == "arithmetic"  # stages 1-3 only
     cfg = config.parse_config(["--preset", "r1"])
-    assert (cfg.task, cfg.rl_mix, cfg.stage4_mix) == ("mix", "arithmetic:1", "arithmetic:0.5,word:0.5")
+    assert (cfg.task, cfg.rl_mix, cfg.stage4_mix, cfg.sft_direct_frac) == ("mix", "", "arithmetic:0.5,word:0.5", 0.0)
 
 
 def test_each_rl_step_draws_its_questions_from_the_mixture_it_is_given(monkeypatch):
