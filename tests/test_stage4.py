@@ -164,12 +164,12 @@ class _NoMetrics:
 # Stage 4's settings, and its reward model
 # ---------------------------------------------------------------------------------------------
 def test_stage_4_is_stage_2s_rl_with_its_own_steps_mixture_and_rewards():
-    cfg = config.parse_config(["--preset", "r1", "--stage4_steps", "7", "--stage4_rm", "0.3",
+    cfg = config.parse_config(["--preset", "r1", "--stage4_steps", "7", "--stage4_rm", "0.3", "--rl_mix", "arithmetic:1",
                                "--stage4_language", "0.2", "--out_dir", "somewhere"])
     s4 = train.stage4_config(cfg)
     assert (s4.rl_steps, s4.rl_mix, s4.reward_rm, s4.reward_language) == (7, "arithmetic:0.5,word:0.5", 0.3, 0.2)
     assert s4.reward_model == "somewhere/reward_model"
-    assert (cfg.rl_steps, cfg.rl_mix, cfg.reward_rm, cfg.reward_language) == (100, "arithmetic:1", 0.0, 0.0)
+    assert (cfg.rl_steps, cfg.rl_mix, cfg.reward_rm, cfg.reward_language) == (50, "arithmetic:1", 0.0, 0.0)  # stage 2's
     rules_only = train.stage4_config(config.parse_config(["--preset", "r1", "--stage4_rm", "0"]))
     assert rules_only.reward_model == "" and rules_only.reward_rm == 0
 
