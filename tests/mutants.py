@@ -115,10 +115,10 @@ MUTANTS = [
  ("r1: no dedupe", J, "    kept = dedupe(accepted)", "    kept = accepted", ["tests/test_rejection.py"]),
  ("r1: no non-reasoning data", J, "    examples = stage_examples(kept, direct, run.tok", "    examples = stage_examples(kept, [], run.tok", ["tests/test_rejection.py"]),
  ("r1: stage 3 from the RL policy", T, "    torch.manual_seed(cfg.seed)  # as at the start of the pipeline", "    return copy.deepcopy(policy)  # as at the start of the pipeline", ["tests/test_rejection.py"]),
- ("r1: resume runs stage 2 again", T, "    if resuming in (None, \"sft\", cfg.rl):", "    if True:", ["tests/test_rejection.py"]),
+ ("r1: resume runs stage 2 again", T, "    if resuming in (None, first, cfg.rl):", "    if True:", ["tests/test_rejection.py"]),
  ("r1: stage 3 sampling not resumed", J, "    batches = read_candidates(path)", "    batches = []", ["tests/test_rejection.py"]),
  # stage 4 of the R1 pipeline: the task mixture, its settings, its reward model, resuming it
- ("mix: weights ignored", K, "        counts = apportion(self.weights, n)\n        return [p for k in self.weights for p in rng.sample(self.pools[k], counts[k])]", "        return rng.sample(self.problems, n)", [F4]),
+ ("mix: weights ignored", K, "        return [p for k in self.weights for p in rng.sample(self.pools[k], counts[k])]", "        return rng.sample(self.problems, n)", [F4]),
  ("mix: remainders not handed out", K, "    for k in by_remainder[:n - sum(counts.values())]:\n        counts[k] += 1\n", "", [F4]),
  ("mix: splits not shuffled", K, "        return (random.Random(f\"{seed}-mix\").sample(train, len(train)),", "        return (train,", [F4]),
  ("mix: test order moves with n_train", K, "                random.Random(f\"{seed}-mix-test\").sample(test, len(test)))", "                random.Random(f\"{seed}-mix-test{len(train)}\").sample(test, len(test)))", [F4]),

@@ -141,10 +141,12 @@ def test_smoke_sft_run_trains_checkpoints_and_samples(tmp_path, capsys, monkeypa
     # --n on problems with other arithmetic knobs: harder ones than it trained on, none of its training questions
     harder = sample.held_out_problems(stored, 30, {"min_ops": 3, "max_ops": 3, "digits": None})
     assert all(sum(map(p.question.count, "+-*")) == 3 for p in harder)
-    stored_1 = {**stored, "digits": 1, "max_ops": 1, "min_ops": 1, "n_train": 40}  # a split that uses up the space
-    seen = {p.question for p in sample.rebuild_splits(stored_1, 40)[0]}
-    other = sample.held_out_problems(stored_1, 20, {"mul_digits": 1})  # the same space: only the unseen are kept
-    assert other and not seen & {p.question for p in other}
+    # one-digit sums trained on; two-digit operands asked, a quarter of them one-digit: some were trained on
+    stored_1 = {**stored, "digits": 1, "max_ops": 1, "min_ops": 1, "n_train": 60, "n_test": 100}
+    seen = {p.question for p in sample.rebuild_splits(stored_1, 60)[0]}
+    assert seen & {p.question for p in sample.rebuild_splits({**stored_1, "digits": 2})[1]}  # drawn, they overlap
+    other = sample.held_out_problems(stored_1, 90, {"digits": 2})
+    assert len(other) == 90 and not seen & {p.question for p in other}  # scored, they do not
     sample.main([run, "--n", "5", "--min_ops", "3", "--max_ops", "3"])
     printed = capsys.readouterr()
     assert "greedy pass@1 on 5 held-out problems" in printed.out
