@@ -5,7 +5,7 @@ lets a verifier pick; Self-Consistency (Wang et al. 2022, arXiv 2203.11171) take
 reports both beside pass@1 (cons@64). Every selector here sees only the sampled completions and scores a model
 gives them, never the gold answer; pass@N, which does see it, is the oracle they are measured against.
 
-    weighted_vote      the answer with the largest total weight (all weights 1: the majority vote, grpo.majority_vote)
+    weighted_vote      the answer with the largest total weight (all weights 1: grpo.majority_vote, cons@k's vote)
     best_of_n          the answer of the highest-scoring sample (a verifier's score, a process score, a log-prob)
     process_score      the share of a completion's calculator steps that the rule checker accepts (no gold answer)
     SELECTORS          the selectors by name, each (answers, scores) -> the chosen answer
@@ -33,8 +33,11 @@ def weighted_vote(answers: list, weights: list[float]) -> object | None:
 
     [3, 5, 5, 3] with [0.9, 0.2, 0.3, 0.1] -> 3 (1.0 > 0.5);   [3, 5] with [1, 1] -> 3;   [None] -> None
     """
+    if len(answers) != len(weights):
+        raise ValueError(f"weighted_vote needs one weight per answer, got {len(answers)} answers and {len(weights)} "
+                         "weights")
     totals: dict = {}
-    for answer, weight in zip(answers, weights, strict=True):
+    for answer, weight in zip(answers, weights):
         if answer is not None:
             totals[answer] = totals.get(answer, 0.0) + weight  # dicts keep insertion order: ties to the first seen
     return max(totals, key=totals.get) if totals else None
@@ -63,7 +66,7 @@ def process_score(completion: str) -> float:
 
 
 SELECTORS = {
-    "vote": lambda answers, scores: weighted_vote(answers, [1.0] * len(answers)),  # maj@N
+    "vote": lambda answers, scores: grpo.majority_vote(answers),  # maj@N, the vote of cons@k
     "weighted_vote": weighted_vote,  # weights: the scores
     "best_of_n": best_of_n,
 }

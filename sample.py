@@ -111,8 +111,9 @@ def evaluate(model, tok, problems: list[tasks.Problem], template: str, max_new_t
 
 
 def rebuild_splits(train_config: dict, n_train: int = 0) -> tuple[list[tasks.Problem], list[tasks.Problem]]:
-    """(the first n_train training problems, the test split) of a checkpoint, rebuilt from its training config
-    as train.load_problems made them (GSM8K's train file is read only when n_train > 0)."""
+    """(the first n_train training problems, the test split) of a run, built from its training config (a
+    TrainConfig as a dict): train.load_problems for a run, and a checkpoint's splits rebuilt exactly (GSM8K's train
+    file is read only when n_train > 0). With recheck_frac, that share of the training solutions catch a slip."""
     c = train_config
     if c["task"] == "gsm8k":
         test = tasks.load_gsm8k(os.path.join(c["gsm8k_dir"], "test.jsonl"))

@@ -58,7 +58,7 @@ from checkpoint import Interrupted, Run, StopRequest, step_generator, step_rng
 from config import TrainConfig, parse_config
 from model import Critic, ModelConfig, Transformer, load_checkpoint
 from optim import NonFiniteError, autocast, check_finite, clip_and_step, make_optimizer, rl_lr_scale, set_lr
-from sample import evaluate, greedy_pass_at_1
+from sample import evaluate, greedy_pass_at_1, rebuild_splits
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,14 +66,9 @@ from sample import evaluate, greedy_pass_at_1
 # ---------------------------------------------------------------------------------------------
 def load_problems(cfg: TrainConfig) -> tuple[list[tasks.Problem], list[tasks.Problem]]:
     """(train, test): generated, or GSM8K's files; no test question is in train. With --recheck_frac, that share
-    of the training solutions catch a slip (tasks.with_rechecks); the answers, and the test split, are unchanged."""
-    if cfg.task == "gsm8k":
-        train = tasks.load_gsm8k(os.path.join(cfg.gsm8k_dir, "train.jsonl"))
-        test = tasks.load_gsm8k(os.path.join(cfg.gsm8k_dir, "test.jsonl"))
-        train, test = tasks.split_gsm8k(train, test)
-    else:
-        train, test = tasks.make_splits(cfg.task, cfg.n_train, cfg.n_test, cfg.seed, **tasks.split_knobs(asdict(cfg)))
-    return (tasks.with_rechecks(train, cfg.recheck_frac, cfg.seed) if cfg.recheck_frac else train), test
+    of the training solutions catch a slip (tasks.with_rechecks); the answers, and the test split, are unchanged.
+    Built by sample.rebuild_splits, the one place splits are made, so a checkpoint's splits rebuild exactly."""
+    return rebuild_splits(asdict(cfg), cfg.n_train)
 
 
 def plan_lengths(longest_prompt: int, longest_solution: int, max_new_tokens: int = 0,
@@ -369,7 +364,7 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
         model = Transformer(ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head,
                                         n_embd=cfg.n_embd, max_seq_len=cfg.max_seq_len)).to(device)
     print(f"model: {model.num_params():,} parameters, {model.cfg}; device {device}")
-    first = PRETRAIN if cfg.pipeline == "r1_zero" else "sft"  # stage 1: R1-Zero's base, or the cold start
+    first = stage1_name(cfg)  # stage 1: R1-Zero's base, or the cold start
     if not cfg.init_from and (point is None or point.stage == first):
         if first == PRETRAIN:  # next-token prediction on plain text: no template, no tags (pretrain.py)
             docs = pretrain.pretrain_documents(train, cfg.seed, cfg.pretrain_format_frac)
@@ -416,6 +411,11 @@ def stage3_start(policy: Transformer, cfg: TrainConfig, device: str) -> Transfor
 
 STAGE4 = "rl_all"  # the name of stage 4's checkpoints and records
 PRETRAIN = "pretrain"  # the name of R1-Zero's stage 1: the base model's checkpoints and records
+
+
+def stage1_name(cfg: TrainConfig) -> str:
+    """The name of stage 1's checkpoints and records: 'pretrain' in R1-Zero (--pipeline r1_zero), else 'sft'."""
+    return PRETRAIN if cfg.pipeline == "r1_zero" else "sft"
 
 
 def stage4_config(cfg: TrainConfig) -> TrainConfig:
@@ -489,7 +489,7 @@ def final_report(run: Run, rl: dict, n: int, rss_before_policy: float, t_start: 
     mem["rss_before_policy_mib"] = rss_before_policy  # then the increase counts the policy's weights too
     mem["rss_increase_with_policy_mib"] = round(mem["peak_rss_mib"] - rss_before_policy, 1)
     minutes, label = (time.perf_counter() - t_start) / 60, cfg.rl
-    first = PRETRAIN if cfg.pipeline == "r1_zero" else "sft"  # the model RL started from: R1-Zero's base, or SFT's
+    first = stage1_name(cfg)  # the model RL started from: R1-Zero's base, or SFT's
     run.metrics.log(stage="final", eval_n=n, **{first: before, label: after}, models=rl["models"], memory=mem,
                     minutes=round(minutes, 2))
     checkpoint.mark_finished(cfg.out_dir, run.metrics.size())

@@ -17,7 +17,7 @@ def test_the_weighted_vote_sums_weights_per_answer_ties_to_the_first_and_none_ab
     assert inference.weighted_vote([3, 5, 5, 3], [0.1, 0.2, 0.3, 0.1]) == 5  # 0.2 against 0.5
     assert inference.weighted_vote([3, 5], [1.0, 1.0]) == 3 and inference.weighted_vote([5, 3], [1, 1]) == 5
     assert inference.weighted_vote([None, 4, None], [5.0, 0.1, 5.0]) == 4 and inference.weighted_vote([None], [1]) is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one weight per answer, got 2 answers and 1 weights"):
         inference.weighted_vote([3, 5], [1.0])
 
 
