@@ -15,6 +15,7 @@ in rewards.py.
     gradient coefficients  grpo_gradient_coefficient, gradient_coefficient (§5.2.1, Table 10)
     evaluation             pass_at_k, majority_vote
     a learned reward       completion_scores, preference_loss (Bradley-Terry), pair_accuracy
+    a verifier             verifier_loss (Cobbe et al.: each token predicts whether the answer is right)
 
 GRPO and PPO share the surrogate and the aggregation and differ in two places: the advantage (group
 statistics, or a critic and GAE) and the KL to pi_ref (a k3 loss term, or a k1 penalty in each token's reward).
@@ -542,6 +543,22 @@ def preference_loss(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tenso
     (2, 0) -> log(1 + e^-2) = 0.1269. logsigmoid keeps a large negative difference finite.
     """
     return -F.logsigmoid(chosen - rejected).mean()
+
+
+def verifier_loss(values: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """L = mean over solutions i and their tokens t of BCE(sigmoid(v_{i,t}), y_i)
+         = -mean_{i,t} [y_i log sigmoid(v_{i,t}) + (1 - y_i) log(1 - sigmoid(v_{i,t}))]
+
+    The outcome verifier of Cobbe et al. 2021 (arXiv 2110.14168, §4): v_{i,t} is a scalar-head model's output
+    after token t of solution i (N, T), y_i (N,) is 1 if the rule checker accepts the solution's answer, else 0;
+    the mean runs over the tokens of `mask` (N, T) ("token-level" verification: every prefix predicts the final
+    outcome, which the paper found to train better than the last token alone). The score used to pick a solution
+    is v at its last token (completion_scores). v = 0 -> log 2 whatever y; (v, y) = (2, 1) -> log(1 + e^-2) =
+    0.1269; (2, 0) -> log(1 + e^2) = 2.1269.
+    """
+    y = labels.to(values.dtype)[:, None].expand_as(values)
+    bce = F.binary_cross_entropy_with_logits(values, y, reduction="none")  # -[y log s(v) + (1-y) log(1-s(v))]
+    return bce[mask].mean()
 
 
 def pair_accuracy(chosen: torch.Tensor, rejected: torch.Tensor) -> float:

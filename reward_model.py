@@ -150,14 +150,15 @@ def build(policy, tok, problems: list[tasks.Problem], out_dir: str, train_config
     return stats
 
 
-def load(path: str, policy) -> Critic:
-    """The reward model saved in `path`, frozen, on the policy's device; a ValueError if it cannot score the
-    policy's completions (another vocabulary, or fewer positions than the policy's sequences)."""
+def load(path: str, policy, flag: str = "--reward_model") -> Critic:
+    """The scalar-head model saved in `path` (a reward model, or verifier.py's verifier), frozen, on the policy's
+    device; a ValueError naming `flag` if it cannot score the policy's completions (another vocabulary, or fewer
+    positions than the policy's sequences)."""
     model, _ = load_critic(path, policy.tok_emb.weight.device)
     if model.cfg.vocab_size != policy.cfg.vocab_size or model.cfg.max_seq_len < policy.cfg.max_seq_len:
-        raise ValueError(f"--reward_model {path}: vocabulary {model.cfg.vocab_size} and {model.cfg.max_seq_len} "
-                         f"positions, the policy has {policy.cfg.vocab_size} and {policy.cfg.max_seq_len}: train the "
-                         "reward model from this run's checkpoint")
+        raise ValueError(f"{flag} {path}: vocabulary {model.cfg.vocab_size} and {model.cfg.max_seq_len} "
+                         f"positions, the policy has {policy.cfg.vocab_size} and {policy.cfg.max_seq_len}: train it from "
+                         "this run's checkpoint")
     return model.requires_grad_(False).eval()
 
 

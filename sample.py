@@ -4,6 +4,9 @@
     python sample.py runs/default --n 500                  # greedy pass@1 on 500 held-out problems
     python sample.py runs/default --question "What is 12*3+4?" --temperature 0.7 --samples 4
     python sample.py runs/default --n 500 --max_ops 3      # on problems with an operation more than it trained on
+    python sample.py runs/default --question "What is 12*3+4?" --temperature 0.6 --best_of 8 --select vote
+    python sample.py runs/default --question "What is 12*3+4?" --temperature 0.6 --best_of 8 --select verifier \
+        --verifier runs/default/verifier_grpo               # best-of-N by a verifier (verifier.py trains one)
 
 Give a run directory (runs/default: its grpo/ or ppo/ checkpoint if there is one, else sft/) or a checkpoint
 directory (runs/default/sft). A checkpoint directory holds model.safetensors (the training config is in its
@@ -196,6 +199,12 @@ def main(argv=None):
     p.add_argument("--top_k", type=int, default=None, help="sample from the k most likely tokens only")
     p.add_argument("--top_p", type=float, default=None, help="sample from the smallest set with this mass")
     p.add_argument("--samples", type=int, default=1, help="completions to sample for --question")
+    p.add_argument("--best_of", type=int, default=0, help="with --question: sample N completions and choose one "
+                                                              "by --select, without the gold answer")
+    p.add_argument("--select", default="vote", choices=["vote", "verifier", "weighted", "process", "logprob"],
+                   help="with --best_of: majority vote; the verifier's top score, or its probabilities as vote "
+                        "weights (both need --verifier); the share of calculator steps that check; mean log-prob")
+    p.add_argument("--verifier", default="", help="a verifier trained for this checkpoint (verifier.py)")
     p.add_argument("--max_new_tokens", type=int, default=None, help="default: the training config's")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     for knob in KNOBS:
@@ -208,6 +217,13 @@ def main(argv=None):
     for knob in KNOBS:
         if getattr(args, knob) is not None and args.n <= 0:
             p.error(f"--{knob} sets the problems that --n scores: give --n N too")
+    if args.best_of and not args.question:
+        p.error("--best_of chooses among samples of one question: give --question TEXT")
+    if args.best_of < 0 or (args.best_of and args.temperature == 0):
+        p.error(f"--best_of {args.best_of} needs N >= 1 samples at --temperature > 0 (e.g. 0.6): greedy decoding "
+                "writes the same completion N times")
+    if args.best_of and args.select in ("verifier", "weighted") and not args.verifier:
+        p.error(f"--select {args.select} needs --verifier DIR (train one with verifier.py)")
     for name, ok, rule in (("samples", args.samples >= 1, ">= 1"), ("temperature", args.temperature >= 0, ">= 0"),
                            ("top_k", args.top_k is None or args.top_k >= 1, ">= 1"),
                            ("top_p", args.top_p is None or 0 < args.top_p <= 1, "in (0, 1]"),
@@ -230,6 +246,8 @@ def main(argv=None):
                     "in all (its training data's longest prompt plus its generation budget): ask a shorter question")
         max_new = budget_left(n_prompt, max_new, positions, "the prompt")
         gen = torch.Generator(device=args.device).manual_seed(args.seed)
+        if args.best_of:
+            return best_of(args, model, tok, template, max_new, gen, p)
         texts = complete(model, tok, [args.question] * args.samples, template, max_new,
                          args.temperature, args.top_k, args.top_p, generator=gen)
         for i, text in enumerate(texts):
@@ -250,6 +268,30 @@ def main(argv=None):
         acc = greedy_pass_at_1(model, tok, problems, template,
                                budget_left(longest, max_new, model.cfg.max_seq_len, "the longest prompt"))
         print(f"greedy pass@1 on {len(problems)} held-out problems: {acc:.3f}")
+
+
+def best_of(args, model, tok, template: str, max_new: int, gen, parser) -> tuple:
+    """--best_of N: N samples of --question, each with its answer and scores, and the one --select chooses."""
+    import inference  # (inference.py imports this module: imported here, where it is needed)
+    import verifier
+    scorer = None
+    if args.verifier:
+        try:
+            scorer = verifier.load(args.verifier, model)
+        except (FileNotFoundError, ValueError) as e:
+            parser.error(str(e))
+    [cand] = inference.sample_candidates(model, tok, [tasks.Problem(args.question, "", "")], args.best_of, template,
+                                         max_new, args.temperature, args.top_p or 1.0, gen, scorer)
+    answer, winners = inference.choose(cand, args.select)
+    names = list(cand["scores"])
+    for i, text in enumerate(cand["texts"]):
+        mark = "*" if i in winners else " "
+        print(f"{mark} sample {i + 1}: answer {cand['answers'][i]} | "
+              + " | ".join(f"{k} {cand['scores'][k][i]:.3f}" for k in names) + f"\n  {text.strip()}")
+    how = f"sample {winners[0] + 1} scores highest" if inference.PICKS[args.select][0] == "best_of_n" else \
+        f"{len(winners)} of {args.best_of} samples give it"
+    print(f"chosen by {args.select}: {answer} ({how}; * marks them)")
+    return answer, winners
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import tasks  # noqa: E402
+
 
 # the tests' models are tiny, so a second intra-op thread only adds synchronisation (on a busy 2-core machine
 # tests/test_updates.py took 50 s with 2 threads and 3 s with 1); train.main(["--threads", N]) may change it
@@ -21,3 +23,12 @@ def restore_torch_threads():
     n = torch.get_num_threads()
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def tok():
+    """A byte-level BPE tokenizer of 300 tokens trained on the R1-format solutions of every a+b with one-digit a and
+    b, for tests of scripted policies (a test file with its own `tok` fixture uses that one instead)."""
+    texts = [tasks.format_prompt(f"What is {a}+{b}?") + f" <think> {a}+{b} = <<{a}+{b}={a + b}>>{a + b} </think> "
+             f"<answer> {a + b} </answer>" for a in range(10) for b in range(10)]
+    return tasks.train_tokenizer(texts, 300)

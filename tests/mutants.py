@@ -29,6 +29,8 @@ D, FD = "distill.py", "tests/test_distill.py"
 Z, FZ = "pretrain.py", "tests/test_pretrain.py"
 FA = "tests/test_recheck.py"
 I, FI = "inference.py", "tests/test_inference.py"
+V, FV = "verifier.py", "tests/test_verifier.py"
+G = "grpo.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
@@ -152,6 +154,21 @@ MUTANTS = [
  ("infer: best of n takes the lowest", I, "    return answers[max(range(len(scores)), key=scores.__getitem__)]", "    return answers[min(range(len(scores)), key=scores.__getitem__)]", [FI]),
  ("infer: subsets with replacement", I, "                subset = rng.sample(q, n)", "                subset = rng.choices(q, k=n)", [FI]),
  ("infer: pass@N from one sample", I, "            out[n] = sum(grpo.pass_at_k(len(q), sum(c for _, c, _ in q), n) for q in samples) / len(samples)", "            out[n] = sum(grpo.pass_at_k(len(q), sum(c for _, c, _ in q), 1) for q in samples) / len(samples)", [FI]),
+ ("verify: loss on the last token only", G, "    return bce[mask].mean()\n", "    return bce[:, -1].mean()\n", [FV]),
+ ("verify: labels not broadcast per row", G, "    y = labels.to(values.dtype)[:, None].expand_as(values)", "    y = labels.to(values.dtype)[None, :].expand_as(values)", [FV]),
+ ("verify: labels from the format reward", V, "    return [Solution(p.question, text, accuracy_reward(text, p.answer) > 0)", "    return [Solution(p.question, text, accuracy_reward(text, p.answer) >= 0)", [FV]),
+ ("verify: completion mask off by one", V, "    completion_mask = torch.arange(L, device=device)[None, :] >= torch.tensor([L - len(c) for c in completions],", "    completion_mask = torch.arange(L, device=device)[None, :] >= torch.tensor([L - len(c) - 1 for c in completions],", [FV]),
+ ("verify: no EOS on a solution", V, "    completions = [tasks.encode(tok, t)[:max_len - len(p) - 1] + [tasks.EOS_ID] for p, t in zip(prompts, texts)]", "    completions = [tasks.encode(tok, t)[:max_len - len(p) - 1] for p, t in zip(prompts, texts)]", [FV]),
+ ("verify: ranking across questions", V, "        by_question.setdefault(sol.question, ([], []))[0 if sol.correct else 1].append(s)", "        by_question.setdefault(0, ([], []))[0 if sol.correct else 1].append(s)", [FV]),
+ ("verify: the policy trained, not a copy", V, "    model = Critic.from_policy(policy)\n    model.train()", "    model = Critic.from_policy(policy)\n    model.trunk = policy\n    model.train()", [FV]),
+ ("infer: verifier logit as the weight", I, "    probs = torch.sigmoid(verifier.verifier_scores(scorer, tok, questions, texts, template)).tolist() if scorer else None", "    probs = verifier.verifier_scores(scorer, tok, questions, texts, template).tolist() if scorer else None", [FI]),
+ ("infer: flops without the prompt", I, "    flops = [sequence_flops(model.num_params(), cfg.n_layer, cfg.n_embd, len(pr) + c) for pr, c in zip(prompts, lengths)]", "    flops = [sequence_flops(model.num_params(), cfg.n_layer, cfg.n_embd, c) for pr, c in zip(prompts, lengths)]", [FI]),
+ ("infer: logprob over padding", I, "        logprobs += ((roll.logprobs * roll.mask).sum(-1) / count.clamp(min=1)).tolist()", "        logprobs += (roll.logprobs.sum(-1) / roll.mask.size(1)).tolist()", [FI]),
+ ("infer: the curve's weighted vote unweighted", I, "        samples = [list(zip(c[\"answers\"], c[\"correct\"], c[\"scores\"][score] if score else [1.0] * len(c[\"answers\"])))", "        samples = [list(zip(c[\"answers\"], c[\"correct\"], [1.0] * len(c[\"answers\"])))", [FI]),
+ ("budget: no close forced", I, "        forced = ran_on and not closed", "        forced = False", [FI]),
+ ("budget: a closed think not continued", I, "        if ran_on:\n            again.append", "        if forced:\n            again.append", [FI]),
+ ("budget: continues from re-encoded text", I, "            again.append((i, prompts[i] + toks + (close if forced else [])))", "            again.append((i, prompts[i] + tasks.encode(tok, texts[-1])))", [FI]),
+ ("best_of: the first sample wins", I, "        return answer, [max(range(len(weights)), key=weights.__getitem__)]", "        return answer, [0]", [FI]),
  ("aha: rebuilt splits without rechecks", E, "    return (tasks.with_rechecks(train, recheck, c[\"seed\"]) if recheck else train), test", "    return train, test", [FA]),
  ("resume: a new flag refuses old runs", C, "    defaults = defaults or {}\n", "    defaults = {}\n", ["tests/test_resume.py"]),
  ("aha: the slip written right", K, "    wrong = value + rng.choice((-1, 1)) * 10 ** rng.randrange(len(str(abs(value))))", "    wrong = value", [FA]),

@@ -38,10 +38,13 @@ import torch
 
 import bench
 import distill
+import curves
 import explain
+import inference
 import rejection
 import reward_model
 import sample
+import verifier
 import config
 import tasks
 import train
@@ -125,6 +128,8 @@ COMMANDS = [c for doc in DOCS for c in readme_commands(doc.read_text(encoding="u
 PYTHON = [c for c in COMMANDS if c.argv[0] == "python"]
 TRAIN = [c for c in PYTHON if c.program == "train.py"]
 REWARD_MODEL = [c for c in PYTHON if c.program == "reward_model.py"]
+VERIFIER = [c for c in PYTHON if c.program == "verifier.py"]
+SCALAR_HEAD = REWARD_MODEL + VERIFIER  # commands that save a scalar-head model in their --out_dir
 
 
 def case_id(c: Command) -> str:
@@ -393,9 +398,9 @@ class Workspace:
 
     def producer(self, c: Command, path: str) -> Command:
         """The first README command before c that writes `path` (a train.py run folder or stage checkpoint, or a
-        reward model's folder)."""
+        reward model's or a verifier's folder)."""
         makers = [m for m in TRAIN if path in train_outputs(self.substitute(m, m.args))] + \
-                 [m for m in REWARD_MODEL if os.path.normpath(last_value(m.args, "--out_dir")) == path]
+                 [m for m in SCALAR_HEAD if os.path.normpath(last_value(m.args, "--out_dir")) == path]
         earlier = [m for m in makers if place(m) < place(c)]
         if not earlier:
             later = "; only later ones do: " + ", ".join(f"{m.source}:{m.line} `{m.text}`" for m in makers) if makers else ""
@@ -409,18 +414,22 @@ class Workspace:
         for path in input_paths(c, args):
             maker = self.producer(c, path)
             self.run_shared(maker)
-            out_dir = (last_value(maker.args, "--out_dir") if maker.program == "reward_model.py"
+            out_dir = (last_value(maker.args, "--out_dir") if maker in SCALAR_HEAD
                        else loose_config(self.substitute(maker, maker.args)).out_dir)
             if folder != self.shared:
                 shutil.copytree(self.shared / out_dir, folder / out_dir, dirs_exist_ok=True)
 
     def run_shared(self, c: Command) -> Ran:
-        """A train.py or reward_model.py README command, tiny, in the shared folder (once)."""
+        """A train.py, reward_model.py or verifier.py README command, tiny, in the shared folder (once)."""
         if c not in self.ran:
             args = self.substitute(c, c.args)
             self.provide_inputs(c, args, self.shared)
-            main, argv = ((reward_model.main, args + REWARD_MODEL_TINY) if c.program == "reward_model.py"
-                          else (train.main, tiny_train_argv(args)))
+            if c.program == "reward_model.py":
+                main, argv = reward_model.main, args + REWARD_MODEL_TINY
+            elif c.program == "verifier.py":
+                main, argv = verifier.main, args + VERIFIER_TINY
+            else:
+                main, argv = train.main, tiny_train_argv(args)
             scripted = scripted_rejection_sampler(loose_config(argv)) if main is train.main else contextlib.nullcontext()
             with scripted:  # an R1 run that later commands read (a distillation's teacher) needs stage 3's data
                 self.ran[c] = run_main(main, argv, self.shared, f"{c.source}:{c.line}: {c.text}")
@@ -491,7 +500,7 @@ def tiny_train_argv(args: list[str]) -> list[str]:
     return args + tiny_train_flags(args)
 
 
-SAMPLE_CAPS = {"--n": 4, "--samples": 4}
+SAMPLE_CAPS = {"--n": 4, "--samples": 4, "--best_of": 4}
 
 
 def tiny_sample_argv(args: list[str]) -> list[str]:
@@ -555,6 +564,11 @@ def assert_tiny(cfg: config.TrainConfig, own_size: bool) -> None:
 
 
 REWARD_MODEL_TINY = ["--pairs", "40", "--test_pairs", "10", "--steps", "2", "--batch_size", "4", "--threads", "1"]
+VERIFIER_TINY = ["--questions", "6", "--samples", "2", "--test_questions", "2", "--steps", "2", "--batch_size", "4",
+                 "--threads", "1"]
+# inference.py: each subcommand's tiny arguments, appended after the command's
+INFERENCE_TINY = {"curve": ["--n", "4", "--questions", "3", "--resamples", "2"],
+                  "budget": ["--budgets", "2,4", "--questions", "3", "--answer_tokens", "4"]}
 # distill.py: a few teacher questions; the student's steps and sizes are the tiny teacher's (TRAIN_BUDGET)
 DISTILL_TINY = ["--traces_questions", "12", "--traces_samples", "2", "--traces_batch", "4", "--threads", "1",
                 "--student_layers", "1"]  # the tiny teacher has one block: the student keeps it, at half the width
@@ -639,7 +653,10 @@ def run_sample_command(c: Command, ws: Workspace, folder: Path) -> None:
     expected = path if (folder / path / "model.safetensors").is_file() else next(
         os.path.join(path, s) for s in ("grpo", "ppo", "sft") if (folder / path / s / "model.safetensors").is_file())
     assert f"loaded {expected}:" in ran.err  # a run folder: its RL stage's checkpoint, else sft/
-    if sets(args, "--question"):
+    if sets(args, "--best_of"):
+        n = int(last_value(argv, "--best_of"))
+        assert ran.out.count(" sample ") == n and f"chosen by {last_value(args, '--select') or 'vote'}: " in ran.out
+    elif sets(args, "--question"):
         samples = int(last_value(argv, "--samples") or 1)
         assert ran.out.count("answer:") == samples and ran.out.count("reasoning:") == samples
         assert samples == 1 or f"--- sample {samples}" in ran.out
@@ -721,6 +738,35 @@ def run_reward_model_command(c: Command, ws: Workspace, folder: Path) -> None:
     assert 0 <= ran.result["pair_accuracy"] <= 1
 
 
+def run_verifier_command(c: Command, ws: Workspace, folder: Path) -> None:
+    """verifier.py CHECKPOINT --out_dir DIR, tiny (VERIFIER_TINY), from the README run that wrote the checkpoint:
+    it must report its held-out accuracy and save the verifier."""
+    ran = ws.run_shared(c)
+    out = ws.shared / last_value(c.args, "--out_dir")
+    assert "held-out: accuracy " in ran.out and (out / "model.safetensors").is_file(), ran.out[-2000:]
+    assert 0 <= ran.result["accuracy"] <= 1
+
+
+def run_inference_command(c: Command, ws: Workspace, folder: Path) -> None:
+    """inference.py curve|budget CHECKPOINT..., tiny (INFERENCE_TINY), from the README runs (and verifiers) it
+    reads: a table for every checkpoint it names."""
+    args = ws.substitute(c, c.args)
+    ws.provide_inputs(c, args, folder)
+    ran = run_main(inference.main, args + INFERENCE_TINY[args[0]], folder, f"{c.source}:{c.line}: {c.text}")
+    header = "| N | MFLOPs | pass@N | vote |" if args[0] == "curve" else "| think budget | pass@1 |"
+    first_flag = next((i for i, w in enumerate(args) if w.startswith("-")), len(args))
+    checkpoints = args[1:first_flag]
+    assert ran.out.count(header) == len(checkpoints) == len(ran.result), ran.out[-2000:]
+
+
+def run_curves_command(c: Command, ws: Workspace, folder: Path) -> None:
+    """curves.py RUN, on the README run it reads: a row for its RL steps."""
+    args = ws.substitute(c, c.args)
+    ws.provide_inputs(c, args, folder)
+    ran = run_main(curves.main, args, folder, f"{c.source}:{c.line}: {c.text}")
+    assert ran.result and "| steps | reward | accuracy |" in ran.out, ran.out[-2000:]
+
+
 def run_distill_command(c: Command, ws: Workspace, folder: Path) -> None:
     """distill.py TEACHER_RUN, tiny (DISTILL_TINY), from the README run that wrote the teacher, with the scripted
     sampler (the tiny teacher answers nothing right): both arms in the table, at equal student FLOPs."""
@@ -749,7 +795,8 @@ def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
 RUNNERS = {"train.py": run_train_command, "sample.py": run_sample_command, "bench.py": run_bench_command,
            "explain.py": run_explain_command, "classroom/grade.py": run_classroom_command,
            "classroom/make_student_copy.py": run_classroom_command, "reward_model.py": run_reward_model_command,
-           "distill.py": run_distill_command, "-m pytest": run_pytest_command}
+           "distill.py": run_distill_command, "verifier.py": run_verifier_command,
+           "inference.py": run_inference_command, "curves.py": run_curves_command, "-m pytest": run_pytest_command}
 
 
 @pytest.mark.parametrize("command", PYTHON, ids=[case_id(c) for c in PYTHON])

@@ -62,13 +62,7 @@ def test_read_candidates_returns_whole_batches_and_cuts_off_a_partial_one(tmp_pa
     assert rejection.read_candidates(str(tmp_path / "none.jsonl")) == []
 
 
-@pytest.fixture(scope="module")
-def tok():
-    texts = [tasks.format_prompt(f"What is {a}+{b}?") + f" <think> {a}+{b} = <<{a}+{b}={a + b}>>{a + b} </think> "
-             f"<answer> {a + b} </answer>" for a in range(10) for b in range(10)]
-    return tasks.train_tokenizer(texts, 300)
-
-
+# tok: the a+b tokenizer of tests/conftest.py
 def scripted_sampling(tok):
     """Three questions, two samples each, with known verdicts: q0 right twice (the same text: one after
     dedupe), q1 right once and wrong once, q2 truncated once and unformatted once."""
