@@ -346,11 +346,12 @@ def plot_curves(results: dict, path: str) -> None:
         print("(matplotlib is not installed: no plot; pip install matplotlib for one)")
         return
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for run, r in results.items():
-        for name, col in r["curve"].items():
+    styles = ["--", "-", ":", "-."]  # a line style per checkpoint, a colour per pick
+    for i, (run, r) in enumerate(results.items()):
+        for j, (name, col) in enumerate(r["curve"].items()):
             ns = sorted(col, key=int)
-            ax.plot([int(n) * r["flops_per_sample"] for n in ns], [col[n] for n in ns], marker="o",
-                    label=f"{run}: {name}")
+            ax.plot([int(n) * r["flops_per_sample"] for n in ns], [col[n] for n in ns], marker="o", markersize=3,
+                    color=f"C{list(PICKS).index(name)}", linestyle=styles[i % len(styles)], label=f"{run}: {name}")
     ax.set_xscale("log")
     ax.set_xlabel("sampling FLOPs per question")
     ax.set_ylabel("held-out accuracy")
