@@ -311,7 +311,7 @@ def loose_config(argv: list[str]) -> config.TrainConfig:
 def train_outputs(argv: list[str]) -> set[str]:
     """The paths a train.py command writes: its out_dir, out_dir/sft (unless --init_from) and out_dir/<rl>."""
     cfg = loose_config(argv)
-    out = {cfg.out_dir} | ({os.path.join(cfg.out_dir, "sft")} if not cfg.init_from else set())
+    out = {cfg.out_dir} | ({os.path.join(cfg.out_dir, train.stage1_name(cfg))} if not cfg.init_from else set())
     out |= {os.path.join(cfg.out_dir, cfg.rl)} if cfg.rl != "none" else set()
     return {os.path.normpath(p) for p in out}
 
@@ -596,7 +596,7 @@ def run_train_command(c: Command, ws: Workspace, folder: Path) -> int:
     assert lengths, ran.out[-2000:]
     prompt, solution, new, seq = map(int, lengths.groups())
     assert seq >= prompt + new  # every prompt fits with its whole generation budget
-    stages = ([] if cfg.init_from else ["sft"]) + ([cfg.rl] if cfg.rl != "none" else [])
+    stages = ([] if cfg.init_from else [train.stage1_name(cfg)]) + ([cfg.rl] if cfg.rl != "none" else [])
     for stage in stages:
         assert (out_dir / stage / "model.safetensors").is_file() and (out_dir / stage / "tokenizer.json").is_file()
     if cfg.pipeline == "r1":  # the stage table, and stage 3's checkpoint and samples
@@ -609,8 +609,8 @@ def run_train_command(c: Command, ws: Workspace, folder: Path) -> int:
         assert record["eval_n"] >= 1 and 0 <= record["eval_pass_at_1"] <= 1
         assert "final held-out greedy pass@1" in ran.out
     else:
-        assert set(record) >= {"sft", cfg.rl, "memory", "models"} and "pass_at_1" in record[cfg.rl]
-        assert f"| {'metric':<18} | {'SFT':>6} | {cfg.rl.upper():>6} |" in ran.out
+        assert set(record) >= {train.stage1_name(cfg), cfg.rl, "memory", "models"} and "pass_at_1" in record[cfg.rl]
+        assert f"| {'metric':<18} | {'BASE' if cfg.pipeline == 'r1_zero' else 'SFT':>6} | {cfg.rl.upper():>6} |" in ran.out
         assert cfg.rl != "ppo" or (out_dir / "ppo" / "critic" / "model.safetensors").is_file()
     if cfg.task == "gsm8k":  # the fixture's long questions: the run sized its lengths from them and ran through
         assert prompt >= 200, f"the GSM8K fixture's longest prompt is only {prompt} tokens"
