@@ -151,9 +151,10 @@ def sample_candidates(model, tok, problems: list[tasks.Problem], n: int, templat
                       batch_size: int = 256) -> list[dict]:
     """n samples of each problem from one batched pass, each with what a selector may look at, per problem:
     answers (rewards.parse_number of the extracted answer, None if none), correct (the rule checker against the
-    gold answer, only to score a pick; None for a problem whose answer is ""), texts, lengths (completion tokens, EOS included), flops (of sampling each),
-    and scores: "logprob" (mean log pi per token at the sampling temperature), "process" (process_score), and with
-    a verifier `scorer` (a model.Critic) "verifier" (sigmoid of its logit: its probability of being right)."""
+    gold answer, only to score a pick; None for a problem whose answer is ""), texts, prompt_length (tokens),
+    lengths (completion tokens, EOS included), flops (of sampling each), and scores: "logprob" (mean log pi per
+    token at the sampling temperature), "process" (process_score), and with a verifier `scorer` (a model.Critic)
+    "verifier" (sigmoid of its logit: its probability of being right)."""
     was_training = model.training
     model.eval()
     questions = [p.question for p in problems for _ in range(n)]
@@ -175,11 +176,12 @@ def sample_candidates(model, tok, problems: list[tasks.Problem], n: int, templat
         rows = range(j * n, (j + 1) * n)
         answers = [rewards.parse_number(rewards.extract_answer(texts[r])) for r in rows]
         scores = {"logprob": [logprobs[r] for r in rows], "process": [process_score(texts[r]) for r in rows]}
-        if probs:
+        if probs is not None:
             scores["verifier"] = [probs[r] for r in rows]
         out.append({"question": p.question, "answers": answers,  # a question asked without its answer: None
                     "correct": [rewards.accuracy_reward(texts[r], p.answer) > 0 if p.answer else None for r in rows],
-                    "texts": [texts[r] for r in rows], "lengths": [lengths[r] for r in rows],
+                    "texts": [texts[r] for r in rows], "prompt_length": len(prompts[j * n]),
+                    "lengths": [lengths[r] for r in rows],
                     "flops": [flops[r] for r in rows], "scores": scores})
     return out
 
@@ -308,9 +310,8 @@ def run_curve(args, parser) -> dict:
         table = curve(cands, ns, args.resamples, args.seed)
         flops = sum(f for c in cands for f in c["flops"]) / (len(cands) * args.n)  # per sample
         ver_flops = sum(sequence_flops(scorer.num_params(), scorer.cfg.n_layer, scorer.cfg.n_embd,
-                                       len(tasks.encode(tok, tasks.format_prompt(c["question"], config["template"])))
-                                       + length) for c in cands for length in c["lengths"]) / (len(cands) * args.n) \
-            if scorer else 0.0
+                                       c["prompt_length"] + length) for c in cands for length in c["lengths"]) \
+            / (len(cands) * args.n) if scorer else 0.0
         mean_len = sum(sum(c["lengths"]) for c in cands) / (len(cands) * args.n)
         results[path] = {"questions": len(problems), "n": args.n, "resamples": args.resamples,
                          "temperature": args.temperature, "top_p": args.top_p, "mean_length": mean_len,
@@ -348,7 +349,7 @@ def plot_curves(results: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     styles = ["--", "-", ":", "-."]  # a line style per checkpoint, a colour per pick
     for i, (run, r) in enumerate(results.items()):
-        for j, (name, col) in enumerate(r["curve"].items()):
+        for name, col in r["curve"].items():
             ns = sorted(col, key=int)
             ax.plot([int(n) * r["flops_per_sample"] for n in ns], [col[n] for n in ns], marker="o", markersize=3,
                     color=f"C{list(PICKS).index(name)}", linestyle=styles[i % len(styles)], label=f"{run}: {name}")
@@ -381,9 +382,9 @@ def run_budget(args, parser) -> dict:
             rows.append((str(budget), sample.pass_rate(texts, problems), sum(cut) / len(cut),
                          sum(think_tokens(tok, t) for t in texts) / len(texts)))
         natural = sample.complete(model, tok, questions, template, config["max_new_tokens"], batch_size=args.batch_size)
-        rows.append(("natural", sample.pass_rate(natural, problems), 0.0,
-                     sum(think_tokens(tok, t) for t in natural) / len(natural)))
-        by_length = sorted(zip((think_tokens(tok, t) for t in natural), natural, problems), key=lambda x: x[0])
+        natural_think = [think_tokens(tok, t) for t in natural]
+        rows.append(("natural", sample.pass_rate(natural, problems), 0.0, sum(natural_think) / len(natural)))
+        by_length = sorted(zip(natural_think, natural, problems), key=lambda x: x[0])
         quarters = [by_length[q * len(by_length) // 4:(q + 1) * len(by_length) // 4] for q in range(4)]
         results[path] = {"questions": len(problems), "answer_tokens": args.answer_tokens,
                          "budgets": [dict(zip(("budget", "pass_at_1", "cut", "think_tokens"), r)) for r in rows],

@@ -166,10 +166,10 @@ def build(policy, tok, problems: list[tasks.Problem], out_dir: str, train_config
                  top_p=top_p)
     save_checkpoint(out_dir, model, tok, {"train_config": train_config, "verifier": stats})
     if log:
+        rank = f"{stats['ranking']:.3f}" if stats["ranking"] is not None else \
+            "n/a (no question with a right and a wrong solution)"
         log(f"held-out: accuracy {stats['accuracy']:.3f} (always guessing the commoner label: "
-            f"{max(stats['share_right'], 1 - stats['share_right']):.3f}), ranking "
-            + (f"{stats['ranking']:.3f}" if stats["ranking"] is not None else "n/a (no question with a right and a "
-               "wrong solution)") + f"\n"
+            f"{max(stats['share_right'], 1 - stats['share_right']):.3f}), ranking {rank}\n"
             f"verifier: {out_dir} ({model.num_params():,} parameters)")
     return stats
 

@@ -138,6 +138,7 @@ def test_sample_candidates_scores_each_known_sample(tok):
     n_prompt = len(tasks.encode(tok, tasks.format_prompt(p.question)))
     assert c["lengths"][0] == len(tasks.encode(tok, right)) + 1  # + EOS
     assert c["flops"][0] == inference.sequence_flops(policy.num_params(), 1, 8, n_prompt + c["lengths"][0])
+    assert c["prompt_length"] == n_prompt
     assert inference.sample_candidates(policy, tok, [tasks.Problem(p.question, "", "")], 3, "compact", 30, 1.0, 1.0,
                                        torch.Generator().manual_seed(0))[0]["correct"] == [None] * 3  # no gold
 
@@ -207,7 +208,9 @@ def test_from_a_checkpoint_the_verifier_the_curve_the_budget_and_best_of_n_comma
                               "--questions", "3", "--resamples", "2", "--out", out])
     assert json.load(open(out)) == json.loads(json.dumps(results))  # the file holds what was printed
     [(_, r)] = results.items()  # the run directory is its sft/ checkpoint: one entry
-    assert r["questions"] == 3 and r["n"] == 4 and r["flops_per_sample"] > 0 and r["verifier_flops_per_sample"] > 0
+    assert r["questions"] == 3 and r["n"] == 4 and r["flops_per_sample"] > 0
+    # the verifier reads the same prompt + completion with a value head in place of the tied LM head: a little more
+    assert r["flops_per_sample"] < r["verifier_flops_per_sample"] < 1.01 * r["flops_per_sample"]
     assert set(r["curve"]) == set(inference.PICKS) and all(set(c) == {"1", "2", "4"} for c in r["curve"].values())
     with pytest.raises(SystemExit):
         inference.main(["curve", sft, "--verifier", ver, ver])  # one verifier per checkpoint
