@@ -12,7 +12,8 @@ What is here, top to bottom:
      token (`Completions`).
   4. `save_checkpoint` / `load_checkpoint` / `read_checkpoint`: safetensors weights with the config as JSON
      metadata, the tokenizer's `tokenizer.json` beside them. Nothing is pickled, so loading never runs code.
-     `load_critic` reads a `Critic` saved the same way.
+     `load_critic` reads a `Critic` saved the same way; `load_scorer` one that will score a policy's completions
+     (a reward model, a verifier), frozen and checked against the policy.
   5. `Critic`: PPO's value model, the same Transformer as a trunk (`Transformer.hidden`, the final-normed
      hidden state before the LM head) plus a linear value head.
 
@@ -464,3 +465,15 @@ def load_checkpoint(directory: str, device="cpu", attn_impl: str | None = None,
 def load_critic(directory: str, device="cpu") -> tuple[Critic, dict]:
     """A Critic saved by save_checkpoint (train.py writes one beside a PPO policy); (critic in eval mode, metadata)."""
     return load_checkpoint(directory, device, kind=Critic)
+
+
+def load_scorer(directory: str, policy: Transformer, flag: str) -> Critic:
+    """A scalar-head model saved in `directory` that will score `policy`'s completions (stage 4's reward model,
+    verifier.py's verifier): frozen, in eval mode, on the policy's device; a ValueError naming `flag` if it cannot
+    (another vocabulary, or fewer positions than the policy's sequences)."""
+    model, _ = load_critic(directory, policy.tok_emb.weight.device)
+    if model.cfg.vocab_size != policy.cfg.vocab_size or model.cfg.max_seq_len < policy.cfg.max_seq_len:
+        raise ValueError(f"{flag} {directory}: vocabulary {model.cfg.vocab_size} and {model.cfg.max_seq_len} "
+                         f"positions, the policy has {policy.cfg.vocab_size} and {policy.cfg.max_seq_len}: train it from "
+                         "this run's checkpoint")
+    return model.requires_grad_(False).eval()

@@ -33,7 +33,8 @@ import torch
 import grpo
 import sample
 import tasks
-from model import Critic, left_pad, load_critic, save_checkpoint
+import verifier
+from model import Critic, load_scorer, save_checkpoint
 from optim import clip_and_step, make_optimizer
 
 KINDS = ("rambling", "format", "language")
@@ -75,11 +76,10 @@ def preference_pairs(problems: list[tasks.Problem], seed: int) -> list[tuple[str
 
 def sequence_scores(model: Critic, tok, questions: list[str], responses: list[str], template: str,
                     device) -> torch.Tensor:
-    """r_phi(q, o) of each (question, response + EOS), (n,): each prompt + response left-padded as one sequence and
-    read at its last token, the number grpo.completion_scores reads from a prompt | completion batch (the pads
+    """r_phi(q, o) of each (question, response + EOS), (n,): each prompt + response left-padded as one sequence
+    (verifier.solution_batch, the layout the verifier reads) and read at its last token, the number grpo.completion_scores reads from a prompt | completion batch (the pads
     are invisible either way), in a batch no wider than its longest sequence."""
-    ids, valid = left_pad([tasks.encode(tok, tasks.format_prompt(q, template)) + tasks.encode(tok, r) + [tasks.EOS_ID]
-                           for q, r in zip(questions, responses)], tasks.PAD_ID, device)
+    ids, valid, _ = verifier.solution_batch(tok, questions, responses, template, model.cfg.max_seq_len, device)
     out = model(ids, valid=valid)[:, -1]
     return out.to(torch.promote_types(out.dtype, torch.float32))
 
@@ -150,16 +150,10 @@ def build(policy, tok, problems: list[tasks.Problem], out_dir: str, train_config
     return stats
 
 
-def load(path: str, policy, flag: str = "--reward_model") -> Critic:
-    """The scalar-head model saved in `path` (a reward model, or verifier.py's verifier), frozen, on the policy's
-    device; a ValueError naming `flag` if it cannot score the policy's completions (another vocabulary, or fewer
-    positions than the policy's sequences)."""
-    model, _ = load_critic(path, policy.tok_emb.weight.device)
-    if model.cfg.vocab_size != policy.cfg.vocab_size or model.cfg.max_seq_len < policy.cfg.max_seq_len:
-        raise ValueError(f"{flag} {path}: vocabulary {model.cfg.vocab_size} and {model.cfg.max_seq_len} "
-                         f"positions, the policy has {policy.cfg.vocab_size} and {policy.cfg.max_seq_len}: train it from "
-                         "this run's checkpoint")
-    return model.requires_grad_(False).eval()
+def load(path: str, policy) -> Critic:
+    """The reward model saved in `path`, frozen, on the policy's device; a ValueError if it cannot score the
+    policy's completions (model.load_scorer: another vocabulary, or fewer positions than the policy's sequences)."""
+    return load_scorer(path, policy, "--reward_model")
 
 
 def main(argv=None) -> dict:

@@ -19,6 +19,7 @@ generator's own samples, each labelled right or wrong by checking its final answ
                       accuracy, against always guessing the commoner label, and ranking (how often a right
                       solution scores above a wrong one of the same question)
     build, load       sample -> train -> save; a saved verifier, checked against the policy it will score
+                      (model.load_scorer, as stage 4's reward model is)
 
 The verifier's held-out questions are training questions it never trained on; the test split stays for the
 accuracy-against-N curve (inference.py). Design: docs/design.md ("The outcome verifier").
@@ -33,10 +34,9 @@ from typing import NamedTuple
 import torch
 
 import grpo
-import reward_model
 import sample
 import tasks
-from model import Critic, left_pad, save_checkpoint
+from model import Critic, left_pad, load_scorer, save_checkpoint
 from optim import clip_and_step, make_optimizer
 from rewards import accuracy_reward
 
@@ -176,8 +176,8 @@ def build(policy, tok, problems: list[tasks.Problem], out_dir: str, train_config
 
 def load(path: str, policy) -> Critic:
     """The verifier saved in `path`, frozen, on the policy's device; a ValueError if it cannot score the policy's
-    solutions (another vocabulary or fewer positions)."""
-    return reward_model.load(path, policy, flag="--verifier")
+    solutions (model.load_scorer: another vocabulary or fewer positions)."""
+    return load_scorer(path, policy, "--verifier")
 
 
 def main(argv=None) -> dict:
