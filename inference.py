@@ -365,7 +365,10 @@ def plot_curves(results: dict, path: str) -> None:
 def run_budget(args, parser) -> dict:
     """For each checkpoint: greedy pass@1 at each think budget and at its natural length, and pass@1 by the
     natural length's quartile."""
-    budgets, results = [int(b) for b in args.budgets.split(",")], {}
+    try:
+        budgets, results = [int(b) for b in args.budgets.split(",")], {}
+    except ValueError:
+        parser.error(f"--budgets: whole numbers of tokens separated by commas, such as 8,16,32; got {args.budgets!r}")
     if any(b < 1 for b in budgets):
         parser.error(f"--budgets: every budget must be >= 1 token, got {args.budgets}")
     for path in args.checkpoints:

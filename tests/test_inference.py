@@ -220,8 +220,10 @@ def test_from_a_checkpoint_the_verifier_the_curve_the_budget_and_best_of_n_comma
     results = inference.main(["budget", sft, "--budgets", "2,8", "--questions", "3", "--answer_tokens", "4"])
     rows = results[sft]["budgets"]
     assert [b["budget"] for b in rows] == ["2", "8", "natural"] and rows[0]["think_tokens"] <= rows[1]["think_tokens"]
-    with pytest.raises(SystemExit):
-        inference.main(["budget", sft, "--budgets", "0,8"])
+    for bad in ("0,8", "8,sixteen"):
+        with pytest.raises(SystemExit):
+            inference.main(["budget", sft, "--budgets", bad])
+    assert "--budgets: whole numbers of tokens separated by commas" in capsys.readouterr().err
 
     capsys.readouterr()
     answer, winners = sample.main([sft, "--question", "What is 2+3?", "--temperature", "1.0", "--best_of", "3",
