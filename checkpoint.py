@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from tokenizers import Tokenizer
 from tqdm import tqdm
 
+import distributed
 from model import load_checkpoint, save_checkpoint
 from optim import NonFiniteError
 
@@ -139,7 +140,10 @@ def config_differences(saved: dict, current: dict, defaults: dict | None = None)
 
 
 def mark_finished(out_dir: str, metrics_bytes: int) -> None:
-    """Rewrite the resume point (atomically) as the end of a finished run, its final record included."""
+    """Rewrite the resume point (atomically) as the end of a finished run, its final record included (under
+    torchrun, by rank 0 only)."""
+    if not distributed.is_main():
+        return
     path = os.path.join(out_dir, RESUME_FILE)
     with safe_open(path, framework="pt") as f:
         meta = f.metadata()
@@ -201,16 +205,19 @@ class Metrics:
 
     def __init__(self, path: str, keep_bytes: int = 0):
         self.path = path
-        with open(path, "a") as f:
-            f.truncate(keep_bytes)
+        if distributed.is_main():  # under torchrun only rank 0 writes
+            with open(path, "a") as f:
+                f.truncate(keep_bytes)
 
     def log(self, **record):
+        if not distributed.is_main():
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def size(self) -> int:
-        """The file's length in bytes: what a resume point records."""
-        return os.path.getsize(self.path)
+        """The file's length in bytes: what a resume point records (0 on the ranks that do not write it)."""
+        return os.path.getsize(self.path) if distributed.is_main() else 0
 
     def records(self) -> list[dict]:
         """Every record so far; a malformed line is an error naming the file and line."""
@@ -260,6 +267,8 @@ class Run:
     def save(self, stage: str, step: int, models: dict, optimizers: dict, *, evaluate: bool, done: bool) -> None:
         """Before an evaluation, or when stopped: the stage checkpoint out_dir/<stage>/ (what sample.py and
         --init_from read; PPO's critic in <stage>/critic/) and the resume point."""
+        if not distributed.is_main():  # under torchrun rank 0 writes; every rank holds the same weights
+            return
         config = asdict(self.cfg) if self.run_config is None else self.run_config
         meta = {"train_config": config, "stage": stage, "step": step}
         export = os.path.join(self.cfg.out_dir, stage)

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import torch
 
+import distributed
 import grpo
 import tasks
 
@@ -97,6 +98,9 @@ class TrainConfig:
     process_outcome: str = opt("none", "process: 'none' (the step rewards alone) or 'last_step' (the outcome too)")
     dynamic_sampling: bool = opt(False, "drop groups whose rewards are all equal and refill (DAPO Eq. 11)")
     overlong_filter: bool = opt(False, "mask out completions truncated at max_new_tokens (DAPO)")
+    rollout_shards: int = opt(0, "sample each step's questions in this many shards, each with its own random stream "
+                                 "(0: one per process under torchrun, else 1); one process given N samples exactly "
+                                 "what N processes do")
     # rewards (rewards.py)
     reward_accuracy: float = opt(1.0, "weight of the accuracy reward (R1)")
     reward_format: float = opt(1.0, "weight of the format reward (R1)")
@@ -214,7 +218,7 @@ ALLOWED = {"device": ("auto", "cpu", "cuda"), "template": tuple(tasks.TEMPLATES)
 AT_LEAST_1 = ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer", "rl_steps",
               "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every", "rl_eval_n",
               "pass_k", "overlong_cache", "rs_questions", "rs_samples", "rs_batch", "rs_sft_steps", "rm_pairs", "rm_steps")
-AT_LEAST_0 = ("sft_problems", "sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every", "micro_batch",
+AT_LEAST_0 = ("rollout_shards", "sft_problems", "sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every", "micro_batch",
               "forward_chunk", "max_new_tokens", "max_seq_len", "value_clip", "stage4_steps", "stage4_rm",
               "stage4_language")
 POSITIVE = ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p", "vf_coef", "critic_lr")
@@ -240,6 +244,7 @@ ONLY_WITH = {
     "sft_problems": (lambda c: c.pipeline != "r1_zero" and not c.init_from,
                      "a run that trains its own cold start (not --pipeline r1_zero, not --init_from)"),
     "rl_mix": (lambda c: c.rl != "none", "--rl grpo or ppo"),
+    "rollout_shards": (lambda c: c.rl != "none", "--rl grpo or ppo"),
     **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
        for name in ("n_train", "n_test")},
     **{name: (lambda c: c.pipeline == "r1", "--pipeline r1")
@@ -326,3 +331,31 @@ def check_combinations(cfg: TrainConfig) -> None:
         raise ValueError(f"--vocab_size must be >= 262 (the 256 byte tokens and 6 special tokens), got {cfg.vocab_size}")
     if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2:
         raise ValueError(f"--n_embd {cfg.n_embd} must split into --n_head {cfg.n_head} heads of even width")
+    check_processes(cfg, distributed.launched())
+
+
+def check_processes(cfg: TrainConfig, world: int) -> None:
+    """ValueError for what `world` processes (torchrun --nproc_per_node) cannot split, or do not run yet.
+    --rollout_shards S > 1 is allowed with one process (it samples what S processes would) or with S processes."""
+    shards = cfg.rollout_shards or world
+    if cfg.rollout_shards and world > 1 and cfg.rollout_shards != world:
+        raise ValueError(f"--rollout_shards {cfg.rollout_shards} under {world} processes: give 0 or {world} (one shard "
+                         "per process)")
+    if cfg.rl != "none" and cfg.prompts_per_step % shards:
+        raise ValueError(f"--prompts_per_step {cfg.prompts_per_step} cannot be split into {shards} shards of whole "
+                         "groups: give a multiple of " + ("the number of processes" if world > 1 else "--rollout_shards"))
+    if shards > 1 and cfg.dynamic_sampling:
+        raise ValueError("--dynamic_sampling refills each step's batch one rollout at a time: it runs with one shard "
+                         "(one process, --rollout_shards 0 or 1) only for now")
+    if world == 1:
+        return
+    if cfg.batch_size % world:
+        raise ValueError(f"--batch_size {cfg.batch_size} cannot be split over {world} processes: give a multiple of "
+                         f"{world}")
+    unsupported = [(cfg.rl == "ppo", "--rl ppo"), (cfg.pipeline == "r1", "--pipeline r1"),
+                   (cfg.rl == "grpo" and cfg.adv_scale == "batch", "--adv_scale batch"),
+                   (cfg.sft_minutes > 0, "--sft_minutes"), (cfg.rl_minutes > 0, "--rl_minutes")]
+    for bad, flag in unsupported:
+        if bad:
+            raise ValueError(f"{flag} runs in one process only for now (plain python train.py); under torchrun "
+                             "the cold-start and R1-Zero pipelines with GRPO run (design: Data parallelism)")

@@ -268,6 +268,17 @@ def aggregate(per_token: torch.Tensor, mask: torch.Tensor, mode: str = "seq_mean
     # END SOLUTION aggregation
 
 
+def aggregate_count(mask: torch.Tensor, mode: str = "seq_mean") -> float:
+    """What an aggregation averages over, counted in the rows of `mask` (N, T): the rows with a token (seq_mean),
+    the tokens (token_mean) or the rows (constant). aggregate_weight is a ratio of two of these."""
+    _check_choice("mode", mode, AGGREGATIONS)
+    if mode == "seq_mean":
+        return float(mask.any(-1).sum())
+    if mode == "token_mean":
+        return float(mask.sum())
+    return float(mask.size(0))
+
+
 def aggregate_weight(part_mask: torch.Tensor, whole_mask: torch.Tensor, mode: str = "seq_mean") -> float:
     """The share w_k of a micro-batch k of rows in the aggregate of the whole minibatch
     (design: Three aggregations):
@@ -278,16 +289,11 @@ def aggregate_weight(part_mask: torch.Tensor, whole_mask: torch.Tensor, mode: st
         token_mean  w_k = (tokens of part k) / (tokens of the whole)
         constant    w_k = (rows of part k) / (rows of the whole)   (N * max_len: max_len is shared)
 
-    0 where the whole has nothing to average (its aggregate is 0 then anyway).
+    0 where the whole has nothing to average (its aggregate is 0 then anyway). Under torchrun the whole minibatch
+    spans the processes: its count is aggregate_count summed over them (train.minibatch_updates).
     """
-    _check_choice("mode", mode, AGGREGATIONS)
-    if mode == "seq_mean":
-        part, whole = part_mask.any(-1).sum(), whole_mask.any(-1).sum()
-    elif mode == "token_mean":
-        part, whole = part_mask.sum(), whole_mask.sum()
-    else:
-        part, whole = part_mask.size(0), whole_mask.size(0)
-    return float(part) / float(whole) if whole else 0.0
+    part, whole = aggregate_count(part_mask, mode), aggregate_count(whole_mask, mode)
+    return part / whole if whole else 0.0
 
 
 # ---------------------------------------------------------------------------------------------

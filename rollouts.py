@@ -4,7 +4,8 @@ batch the updates learn from (DeepSeekMath Algorithm 1, the part before the grad
     Rollouts         one step's B x G completions: row b*G + g is sample g of question b (a group: G rows)
     sample_groups    G completions per question from ONE batched KV-cache generate() call, then the rewards
     collect_rollouts a step's batch (its questions drawn from a task mixture, if any); with DAPO's dynamic
-                     sampling, groups of equal rewards are refilled
+                     sampling, groups of equal rewards are refilled; in shards of whole groups under torchrun
+    gather_rollouts  every process's rollout side by side (for the step's log)
     advantages       A_{i,t}: outcome (group-relative, §4.1.2) or process supervision (per step, §4.1.3)
     rollout_batch    the rollout on the device with log pi_old and log pi_ref, computed once, without gradient
     minibatches      the rows in random order, cut into exactly min(k, N) minibatches
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+import distributed
 import grpo
 import rewards
 import tasks
@@ -115,7 +117,8 @@ def select_groups(parts: list[Rollouts], keep: list[torch.Tensor], n_groups: int
 
 
 def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator, timer: dict | None = None,
-                     reward_model=None) -> tuple[Rollouts, Rollouts]:
+                     reward_model=None, n_shards: int = 1, shard_generators: dict | None = None
+                     ) -> tuple[Rollouts, Rollouts]:
     """(the batch to learn from, the first rollout as sampled, for logging).
 
     `train` is the training problems, or a tasks.Mixture that draws them by task (R1's stage 4). Without
@@ -123,9 +126,20 @@ def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator, tim
     (DAPO Eq. 11), groups whose G rewards are all equal (zero advantage, zero gradient) are dropped and
     fresh questions are sampled until prompts_per_step groups remain or DYNAMIC_SAMPLING_ROUNDS rollouts
     have been drawn; the batch may then be smaller (or empty: the step is skipped).
+    n_shards > 1 (design: Data parallelism): the questions are cut into n_shards equal shards of whole groups, and
+    the shards in shard_generators {s: generator} are sampled, shard s from its own generator, then put side by
+    side: a process of a torchrun run samples its own shard, one process with --rollout_shards S all S of them.
     """
     questions = train if isinstance(train, tasks.Mixture) else tasks.Mixture(train)
-    first = sample_groups(policy, tok, questions.draw(rng, cfg.prompts_per_step), cfg, generator, timer, reward_model)
+    problems = questions.draw(rng, cfg.prompts_per_step)
+    if n_shards > 1:  # whole groups, each shard from its own random stream
+        size = len(problems) // n_shards
+        parts = [sample_groups(policy, tok, problems[s * size:(s + 1) * size], cfg, gen, timer, reward_model)
+                 for s, gen in sorted(shard_generators.items())]
+        roll = parts[0] if len(parts) == 1 else select_groups(parts, [torch.ones(len(p.problems), dtype=torch.bool)
+                                                                      for p in parts], len(problems), cfg.group_size)
+        return roll, roll
+    first = sample_groups(policy, tok, problems, cfg, generator, timer, reward_model)
     if not cfg.dynamic_sampling:
         return first, first
     parts, keep = [first], [grpo.dynamic_sampling_filter(first.rewards)]
@@ -134,6 +148,16 @@ def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator, tim
                                    reward_model))
         keep.append(grpo.dynamic_sampling_filter(parts[-1].rewards))
     return select_groups(parts, keep, cfg.prompts_per_step, cfg.group_size), first
+
+
+def gather_rollouts(roll: Rollouts) -> Rollouts:
+    """Every process's rollout side by side, rank 0's groups first, on every rank (the step's log covers the whole
+    batch); the rollout itself with one process."""
+    parts = distributed.gather_objects(roll)
+    if len(parts) == 1:
+        return roll
+    return select_groups(parts, [torch.ones(len(p.problems), dtype=torch.bool) for p in parts],
+                         sum(len(p.problems) for p in parts), roll.rewards.size(1))
 
 
 def advantages(roll: Rollouts, tok, cfg) -> torch.Tensor:

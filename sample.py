@@ -34,6 +34,7 @@ import sys
 import torch
 from tokenizers import Tokenizer
 
+import distributed
 import grpo
 import tasks
 from model import TOKENIZER_FILE, WEIGHTS_FILE, generate, load_checkpoint
@@ -43,10 +44,11 @@ from rewards import accuracy_reward, extract_answer, format_reward, parse_number
 def complete(model, tok, questions: list[str], template: str, max_new_tokens: int, temperature: float = 0.0,
              top_k: int | None = None, top_p: float | None = None, batch_size: int = 256,
              generator: torch.Generator | None = None) -> list[str]:
-    """The model's completion text for every question (greedy when temperature is 0)."""
+    """The model's completion text for every question (greedy when temperature is 0). Under torchrun each process
+    completes its share of the questions (distributed.shard) and every process gets all the texts back."""
     was_training = model.training
     model.eval()
-    texts = []
+    texts, questions = [], distributed.shard(questions)
     for start in range(0, len(questions), batch_size):
         chunk = questions[start:start + batch_size]
         prompts = [tasks.encode(tok, tasks.format_prompt(q, template)) for q in chunk]
@@ -54,7 +56,7 @@ def complete(model, tok, questions: list[str], template: str, max_new_tokens: in
                         generator)
         texts += decode_completions(tok, roll)
     model.train(was_training)
-    return texts
+    return distributed.gather(texts)
 
 
 def decode_completions(tok, roll) -> list[str]:

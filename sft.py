@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 import checkpoint
+import distributed
 import tasks
 from checkpoint import Interrupted, Run, StopRequest, step_rng
 from optim import NonFiniteError, autocast, check_finite, clip_and_step, lr_at, make_optimizer, set_lr, sft_progress
@@ -97,21 +98,28 @@ def sft_batch(examples, idx, device) -> tuple[torch.Tensor, torch.Tensor, torch.
     return x.to(device), y.to(device), mask.to(device)
 
 
-def completion_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over completion tokens: -(1/N) sum_{masked t} log p(y_t | y_<t)."""
+def completion_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
+                    n_tokens: int | None = None) -> torch.Tensor:
+    """Mean cross-entropy over completion tokens: -(1/N) sum_{masked t} log p(y_t | y_<t).
+    N is the mask's count, or n_tokens: under torchrun the global batch's, so that the processes' losses add up
+    to the mean over the whole batch (design: Data parallelism)."""
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # the loss in >= fp32 (bf16 autocast)
     nll = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")  # (B*T,)
-    return (nll * mask.flatten()).sum() / mask.sum()
+    return (nll * mask.flatten()).sum() / (mask.sum() if n_tokens is None else n_tokens)
 
 
-def sft_step(model, optimizer, x, y, mask, grad_clip: float, device: str) -> tuple[float, float]:
-    """One SFT update: loss on the completion tokens -> backward -> clip -> AdamW step; (loss, gradient norm)."""
+def sft_step(model, optimizer, x, y, mask, grad_clip: float, device: str,
+             n_tokens: int | None = None) -> tuple[float, float]:
+    """One SFT update: loss on the completion tokens -> backward -> clip -> AdamW step; (loss, gradient norm).
+    Under torchrun x, y, mask are this process's rows of the batch and n_tokens the batch's completion tokens:
+    the gradients are summed over the processes (distributed.all_reduce_grads) before the clip and the step."""
     with autocast(device):
-        loss = completion_loss(model(x), y, mask)
+        loss = completion_loss(model(x), y, mask, n_tokens)
     check_finite("SFT loss", loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    return loss.item(), clip_and_step(model, optimizer, grad_clip)
+    distributed.all_reduce_grads(model)
+    return distributed.sum_all(loss.item()), clip_and_step(model, optimizer, grad_clip)
 
 
 def run_sft(model, examples, test, run: Run, point: checkpoint.ResumePoint | None = None, stage: str = "sft",
@@ -135,7 +143,7 @@ def run_sft(model, examples, test, run: Run, point: checkpoint.ResumePoint | Non
     with StopRequest() as stop:
         for step in tqdm(range(start, steps), desc=stage, initial=start, total=steps,
                          dynamic_ncols=True, file=sys.stdout):
-            if stop.requested:
+            if distributed.any_rank(stop.requested):  # every process stops after the same step
                 save(step, evaluate=False, done=False)
                 raise Interrupted(f"{stage.upper()} step {step}")
             progress = sft_progress(step, time.perf_counter() - t0, steps, cfg.sft_minutes)
@@ -145,10 +153,11 @@ def run_sft(model, examples, test, run: Run, point: checkpoint.ResumePoint | Non
                 return evaluate_sft(model, test, run, step, stage, steps)
             lr = lr_at(step, progress, cfg.lr, cfg.warmup_steps, steps, cfg.min_lr_ratio)
             set_lr(optimizer, lr)
-            x, y, mask = sft_batch(examples, sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed,
-                                                               cfg.length_grouping, stage), run.device)
+            idx = sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_grouping, stage)
+            n_tokens = sum(len(examples[i][1]) for i in idx)  # the batch's completion tokens, on every process
+            x, y, mask = sft_batch(examples, distributed.shard(idx), run.device)  # this process's rows
             try:
-                loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device)
+                loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device, n_tokens)
             except NonFiniteError as e:
                 raise NonFiniteError(f"{e} at {stage.upper()} step {step + 1}") from None
             if step % 10 == 0 or step == steps - 1:

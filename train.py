@@ -45,6 +45,7 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 import checkpoint
+import distributed
 import grpo
 import memory
 import ppo
@@ -162,12 +163,18 @@ def rl_step(models: RLModels, train, run: Run, step: int, stage: str | None = No
     if models.critic_optimizer is not None:
         set_lr(models.critic_optimizer, cfg.critic_lr * rl_lr_scale(step, cfg.rl_warmup_steps))
     rng, generator = step_rng(cfg.seed, stream, step), step_generator(cfg.seed, stream, step, device)
+    shards = cfg.rollout_shards or distributed.world()  # under torchrun each process samples its shard of the groups
+    mine = range(shards) if distributed.world() == 1 else [distributed.rank()]
+    shard_generators = {s: step_generator(cfg.seed, f"{stream}-shard{s}", step, device) for s in mine} \
+        if shards > 1 else None
     # 2-3. B questions, G completions each from pi_old = pi_theta, and their rule-based rewards r_i
     roll, first = rollouts.collect_rollouts(models.policy, run.tok, train, cfg, rng, generator, timer,
-                                            models.reward_model)
+                                            models.reward_model, shards, shard_generators)
     # 4-6. advantages, log pi_old and log pi_ref, mu epochs of minibatch updates (none if the batch is empty)
     update = rl_update(models, roll, run.tok, cfg, device, generator) if roll.rewards.numel() else {}
-    return dict(stage=stage, step=step + 1, lr=lr, **rollouts.rollout_stats(first, roll, cfg.std_ddof),  # the log
+    seen = rollouts.gather_rollouts(first)  # the log covers the whole step: every process's groups
+    used = roll if roll is not first else seen
+    return dict(stage=stage, step=step + 1, lr=lr, **rollouts.rollout_stats(seen, used, cfg.std_ddof),  # the log
                 rollout_s=round(timer["rollout"], 3), reward_s=round(timer["reward"], 3),
                 step_s=round(time.perf_counter() - t_step, 3),
                 rollout_tok_s=round(timer["tokens"] / max(timer["rollout"], 1e-9)), **update)
@@ -225,8 +232,10 @@ def minibatch_updates(models: RLModels, batch: rollouts.Batch, policy_loss, cfg:
             rows, t = rows.to(batch.ids.device), time.perf_counter()
             models.optimizer.zero_grad(set_to_none=True)
             parts, total, entropy = [], 0.0, 0.0
+            # under torchrun the minibatch is every process's `rows`: w_k is taken over all of them
+            whole = distributed.sum_all(grpo.aggregate_count(batch.loss_mask[rows], cfg.agg))
             for part in rollouts.micro_batches(rows, cfg.micro_batch):
-                weight = grpo.aggregate_weight(batch.loss_mask[part], batch.loss_mask[rows], cfg.agg)
+                weight = grpo.aggregate_count(batch.loss_mask[part], cfg.agg) / whole if whole else 0.0
                 with autocast(device):
                     logp = batch.logprobs(models.policy, part, cfg.temperature)  # log pi_theta, with gradient
                     # BEGIN SOLUTION algorithm-1: log pi_old of these rows: frozen at rollout time, if it was stored
@@ -238,9 +247,12 @@ def minibatch_updates(models: RLModels, batch: rollouts.Batch, policy_loss, cfg:
                 (weight * loss).backward()
                 total += weight * loss.item()
                 parts.append((weight, stats))
+            distributed.all_reduce_grads(models.policy)  # the minibatch's gradient: the sum of every process's
+            parts = [p for ps in distributed.gather_objects(parts) for p in ps]
+            tokens = distributed.sum_all(int(batch.mask[rows].sum()))
             stats = {**rollouts.combine_stats(parts), "grad_norm": clip_and_step(models.policy, models.optimizer,
                                                                                  cfg.grad_clip),
-                     "loss": total, "entropy": entropy / max(int(batch.mask[rows].sum()), 1)}
+                     "loss": distributed.sum_all(total), "entropy": distributed.sum_all(entropy) / max(tokens, 1)}
             seconds["update_s"] += time.perf_counter() - t
             if critic_loss is not None:  # PPO: then one step of the critic on the same minibatch
                 t = time.perf_counter()
@@ -283,7 +295,7 @@ def run_rl(policy, train, test, run: Run, point: checkpoint.ResumePoint | None =
         t0 = time.perf_counter()
         for step in tqdm(range(start, cfg.rl_steps), desc=stage,
                          initial=start, total=cfg.rl_steps, dynamic_ncols=True, file=sys.stdout):
-            if stop.requested:
+            if distributed.any_rank(stop.requested):  # every process stops after the same step
                 save(step, evaluate=False, done=False)
                 raise Interrupted(f"{stage.upper()} step {step}")
             if cfg.rl_minutes and time.perf_counter() - t0 > 60 * cfg.rl_minutes:
@@ -325,9 +337,12 @@ def main(argv=None) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else cfg.device.replace("auto", "cpu")
+    device = distributed.setup(device)  # under torchrun: join the other processes (distributed.py)
     os.makedirs(cfg.out_dir, exist_ok=True)
-    return checkpoint.run_to_the_end(lambda: pipeline(cfg, device), cfg.out_dir, command,
-                                     ": a lower learning rate (--lr, --rl_lr) or --grad_clip may help")
+    result = checkpoint.run_to_the_end(lambda: pipeline(cfg, device), cfg.out_dir, command,
+                                       ": a lower learning rate (--lr, --rl_lr) or --grad_clip may help")
+    distributed.teardown()
+    return result
 
 
 def pipeline(cfg: TrainConfig, device: str) -> dict:
@@ -346,7 +361,10 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
     if point is not None:
         tok = Tokenizer.from_str(point.tokenizer_json)
     elif tok is None:  # merges learnt from the first 20k problems: the corpus is repetitive, more adds nothing
-        tok = tasks.train_tokenizer(tasks.corpus_texts(train[:20_000], cfg.template), cfg.vocab_size)
+        tok = tasks.train_tokenizer(tasks.corpus_texts(train[:20_000], cfg.template), cfg.vocab_size) \
+            if distributed.is_main() else None
+        if distributed.world() > 1:  # under torchrun rank 0's tokenizer, the same on every process
+            tok = Tokenizer.from_str(distributed.broadcast(tok.to_str() if tok is not None else None))
     try:
         prompts, worked = plan_run(cfg, tok, train, test, model)
     except ValueError as e:
@@ -379,7 +397,7 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
         checkpoint.mark_finished(cfg.out_dir, run.metrics.size())
         print(f"final held-out greedy pass@1: {acc:.3f} on {len(test)} problems | total {minutes:.1f} min")
         print(f"checkpoint: {os.path.join(cfg.out_dir, 'sft')} (model.safetensors and tokenizer.json)")
-        return run.metrics.records()[-1]
+        return run.metrics.records()[-1] if distributed.is_main() else {}
     resuming = point.stage if point is not None else None
     if resuming in (None, first, cfg.rl):  # stage 2: reasoning RL
         rl = run_rl(model, train, test, run, point if resuming == cfg.rl else None)
@@ -482,8 +500,11 @@ def r1_report(run: Run, n: int, t_start: float) -> dict:
 
 
 def final_report(run: Run, rl: dict, n: int, rss_before_policy: float, t_start: float) -> dict:
-    """The table of the n held-out problems before and after RL, the memory, the final record (returned)."""
+    """The table of the n held-out problems before and after RL, the memory, the final record (returned; under
+    torchrun rank 0 reports, the other ranks return {})."""
     cfg = run.cfg
+    if not distributed.is_main():
+        return {}
     evals = checkpoint.stage_evaluations(run.metrics.records(), cfg.rl)
     before, after, mem = evals[0], evals[-1], rl["memory"]
     mem["rss_before_policy_mib"] = rss_before_policy  # then the increase counts the policy's weights too

@@ -31,15 +31,24 @@ FA = "tests/test_recheck.py"
 I, FI = "inference.py", "tests/test_inference.py"
 V, FV = "verifier.py", "tests/test_verifier.py"
 G = "grpo.py"
+FP = "tests/test_distributed.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
+ # several processes (torchrun, distributed.py)
+ ("ddp: SFT gradients not summed", S, "    distributed.all_reduce_grads(model)", "    pass", [FP]),
+ ("ddp: SFT loss over the local tokens", S, "completion_loss(model(x), y, mask, n_tokens)", "completion_loss(model(x), y, mask)", [FP]),
+ ("ddp: GRPO weights over the local minibatch", T, "whole = distributed.sum_all(grpo.aggregate_count(batch.loss_mask[rows], cfg.agg))", "whole = grpo.aggregate_count(batch.loss_mask[rows], cfg.agg)", [FP]),
+ ("ddp: GRPO gradients not summed", T, "distributed.all_reduce_grads(models.policy)", "pass", [FP]),
+ ("ddp: the log of one process's groups", T, "seen = rollouts.gather_rollouts(first)", "seen = first", [FP]),
+ ("ddp: one stream for every shard", T, 'step_generator(cfg.seed, f"{stream}-shard{s}", step, device)', "generator", [FP]),
+ ("ddp: gathered out of order", "distributed.py", "        out[r::world()] = p", "        out[r * len(parts[0]):r * len(parts[0]) + len(p)] = p", [FP]),
  # SFT loop
  ("sft: loss mask from pos 0", S, "        mask[row, n_prompt - 1:len(s) - 1] = True", "        mask[row, 0:len(s) - 1] = True"),
- ("sft: no zero_grad", S, "    optimizer.zero_grad(set_to_none=True)\n    loss.backward()\n    return loss.item(), clip_and_step", "    loss.backward()\n    return loss.item(), clip_and_step"),
- ("sft: lr not applied", S, "            set_lr(optimizer, lr)\n            x, y, mask", "            x, y, mask"),
+ ("sft: no zero_grad", S, "    optimizer.zero_grad(set_to_none=True)\n    loss.backward()\n", "    loss.backward()\n"),
+ ("sft: lr not applied", S, "            set_lr(optimizer, lr)\n            idx = ", "            idx = "),
  ("sft: same batch every step", S, "sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed,", "sft_batch_indices(lengths, cfg.batch_size, 0, cfg.seed,"),
- ("sft: grad clip off", S, "loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device)", "loss, grad_norm = sft_step(model, optimizer, x, y, mask, 0.0, run.device)"),
+ ("sft: grad clip off", S, "loss, grad_norm = sft_step(model, optimizer, x, y, mask, cfg.grad_clip, run.device, n_tokens)", "loss, grad_norm = sft_step(model, optimizer, x, y, mask, 0.0, run.device, n_tokens)"),
  ("sft: direct frac ignored", S, "sft_examples(train[:n], prompts[:n], worked[:n], tok, cfg.max_seq_len, cfg.sft_direct_frac, cfg.seed)", "sft_examples(train[:n], prompts[:n], worked[:n], tok, cfg.max_seq_len, 0.0, cfg.seed)"),
  ("sft: every problem despite sft_problems", S, "    n = cfg.sft_problems or len(train)", "    n = len(train)"),
  ("sft: weight decay on all", O, "    decay = [p for p in model.parameters() if p.dim() >= 2]", "    decay = [p for p in model.parameters()]"),
@@ -111,7 +120,7 @@ MUTANTS = [
  # the learned reward, and stage 3 of the R1 pipeline (rejection.py)
  ("rm: score not added", R, "        r = r + cfg.reward_rm * scores.flatten().to(r.dtype)\n", "", ["tests/test_rollouts.py"]),
  ("rm: weight ignored", R, "r = r + cfg.reward_rm * scores", "r = r + scores", ["tests/test_rollouts.py"]),
- ("rm: not passed to the sampler", T, "rng, generator, timer,\n                                            models.reward_model)", "rng, generator, timer,\n                                            None)", ["tests/test_reward_model.py"]),
+ ("rm: not passed to the sampler", T, "rng, generator, timer,\n                                            models.reward_model, shards", "rng, generator, timer,\n                                            None, shards", ["tests/test_reward_model.py"]),
  ("r1: a truncated sample kept", J, "    if truncated:\n        return \"truncated\"", "    if False:\n        return \"truncated\"", ["tests/test_rejection.py"]),
  ("r1: wrong steps kept", J, "    if any(s.reward < 1.0 for s in steps):", "    if False:", ["tests/test_rejection.py"]),
  ("r1: no dedupe", J, "    kept = dedupe(accepted)", "    kept = accepted", ["tests/test_rejection.py"]),

@@ -35,9 +35,10 @@ def test_each_sft_step_gets_its_own_batch_and_the_scheduled_learning_rate(tmp_pa
     seen = []
     real = sft.sft_step
 
-    def spy(model, optimizer, x, y, mask, grad_clip, device):
+    def spy(model, optimizer, x, y, mask, grad_clip, device, n_tokens):
         seen.append((x.tolist(), [g["lr"] for g in optimizer.param_groups], grad_clip))
-        return real(model, optimizer, x, y, mask, grad_clip, device)
+        assert n_tokens == int(mask.sum())  # one process: the batch's completion tokens are all here
+        return real(model, optimizer, x, y, mask, grad_clip, device, n_tokens)
     monkeypatch.setattr(sft, "sft_step", spy)
     train.main(TINY + ["--out_dir", str(tmp_path), "--rl", "none", "--lr", "1e-2", "--warmup_steps", "4",
                        "--min_lr_ratio", "0.1", "--grad_clip", "0.5"])
