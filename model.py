@@ -4,8 +4,10 @@ What is here, top to bottom:
   1. `ModelConfig`, the architecture as a dataclass (stored as JSON in every checkpoint).
   2. The pieces of a Llama/DeepSeek-style block: `RMSNorm`, rotary position embeddings (`rope_tables`,
      `apply_rope`), causal multi-head self-attention (`SelfAttention`; the hand-written `attention` with
-     `attention_mask` and `positions_from_valid` is the reference for the sdpa fast path), a `SwiGLU` MLP;
-     pre-norm residual blocks (`Block`); a final norm and an LM head tied to the embedding (`Transformer`).
+     `attention_mask` and `positions_from_valid` is the reference for the sdpa fast path; grouped-query
+     attention when there are fewer key/value heads than query heads), a `SwiGLU` MLP; pre-norm residual
+     blocks (`Block`); a final norm and an LM head, tied to the embedding unless the config says otherwise
+     (`Transformer`). pretrained.py fills this model with Llama and Qwen2 weights.
   3. `KVCache` and `generate()`: one call samples completions for a batch of prompts of different
      lengths (`left_pad`, `filter_logits`) and returns the completion ids, the mask of valid completion
      tokens and whether each row was truncated (GRPO needs all three), plus the log-prob of every sampled
@@ -17,12 +19,13 @@ What is here, top to bottom:
   5. `Critic`: PPO's value model, the same Transformer as a trunk (`Transformer.hidden`, the final-normed
      hidden state before the LM head) plus a linear value head.
 
-Shape letters used in comments: B batch rows, T tokens, H heads, D model width, Dh = D / H head
-width, V vocabulary size.
+Shape letters used in comments: B batch rows, T tokens, H heads, Hkv key/value heads (H unless grouped-query
+attention), D model width, Dh = D / H head width, V vocabulary size.
 
 The equations (RMSNorm, RoPE, attention, SwiGLU) are written out in docs/equations.md; why the model is
 built this way (left padding, SwiGLU width, the critic's zero value head, ...) is in docs/design.md ("Model",
-"PPO baseline"). Tests: python -m pytest -q tests/test_model.py
+"PPO baseline", "Pretrained weights"). Tests: python -m pytest -q tests/test_model.py (the fields for pretrained
+weights: tests/test_pretrained.py)
 """
 
 from __future__ import annotations
@@ -53,12 +56,34 @@ class ModelConfig:
     rope_theta: float = 10000.0  # RoPE base frequency (Llama's value)
     norm_eps: float = 1e-5  # RMSNorm epsilon
     attn_impl: str = "sdpa"  # "sdpa" (fast path) or "manual" (the reference written out below)
+    # Added for pretrained weights (pretrained.py); the defaults are the model above, so an older config loads as is.
+    n_kv_head: int | None = None  # key/value heads Hkv (grouped-query attention); None or 0: n_head
+    qkv_bias: bool = False  # biases on the q, k, v projections (Qwen2 has them)
+    mlp_hidden: int = 0  # SwiGLU hidden width; 0: 8/3 D rounded up to a multiple of 32 (design: SwiGLU width)
+    tied_head: bool = True  # LM head = the embedding matrix; False: a separate `lm_head` matrix
 
     def __post_init__(self):
         if self.n_embd % self.n_head or (self.n_embd // self.n_head) % 2:
             raise ValueError(f"n_embd={self.n_embd} must split into n_head={self.n_head} heads of even width")
         if self.attn_impl not in ("sdpa", "manual"):
             raise ValueError(f"attn_impl={self.attn_impl!r}: allowed values are 'sdpa', 'manual'")
+        if self.n_kv_head is not None and (self.n_kv_head < 0 or (self.n_kv_head and self.n_head % self.n_kv_head)):
+            raise ValueError(f"n_kv_head={self.n_kv_head}: n_head={self.n_head} must be a whole multiple of it "
+                             "(None or 0: one key/value head per query head)")
+        if self.mlp_hidden < 0:
+            raise ValueError(f"mlp_hidden={self.mlp_hidden} must be >= 0 (0: the 8/3 D rule)")
+
+    @property
+    def head_dim(self) -> int:  # Dh
+        return self.n_embd // self.n_head
+
+    @property
+    def kv_heads(self) -> int:  # Hkv: n_kv_head, or n_head when it is None or 0
+        return self.n_kv_head or self.n_head
+
+    @property
+    def mlp_width(self) -> int:  # the SwiGLU hidden width: mlp_hidden, or 8/3 D rounded up to a multiple of 32
+        return self.mlp_hidden or 32 * math.ceil(8 * self.n_embd / 3 / 32)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -147,13 +172,13 @@ class KVCache:
     """
 
     def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device, dtype):
-        shape = (batch, cfg.n_head, max_len, cfg.n_embd // cfg.n_head)  # (B, H, T, Dh)
+        shape = (batch, cfg.kv_heads, max_len, cfg.head_dim)  # (B, Hkv, T, Dh): only the key/value heads are kept
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
         self.length = 0  # positions written so far
 
     def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write the new keys/values (B, H, Tnew, Dh) and return all of them so far."""
+        """Write the new keys/values (B, Hkv, Tnew, Dh) and return all of them so far."""
         # BEGIN SOLUTION kv-cache: write k, v at columns length .. length + Tnew of this layer; return columns 0 .. end
         start, end = self.length, self.length + k.size(2)
         self.k[layer][:, :, start:end] = k
@@ -163,19 +188,28 @@ class KVCache:
 
 
 class SelfAttention(nn.Module):
+    """Causal self-attention with H query heads and Hkv key/value heads (grouped-query attention, Ainslie et al.
+    2023, arXiv 2305.13245): each key/value head serves H / Hkv consecutive query heads. Hkv = H is plain
+    multi-head attention. One fused projection makes q (D wide), k and v (Hkv Dh wide each)."""
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.n_head, self.impl = cfg.n_head, cfg.attn_impl
-        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.n_head, self.n_kv_head, self.head_dim, self.impl = cfg.n_head, cfg.kv_heads, cfg.head_dim, cfg.attn_impl
+        kv_width = self.n_kv_head * self.head_dim  # Hkv Dh (= D without grouped-query attention)
+        self.qkv = nn.Linear(cfg.n_embd, cfg.n_embd + 2 * kv_width, bias=cfg.qkv_bias)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
 
     def forward(self, x, cos, sin, mask, cache: KVCache | None, layer: int):
         B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)  # (B, T, D) each
-        q, k, v = (t.view(B, T, self.n_head, D // self.n_head).transpose(1, 2) for t in (q, k, v))  # (B, H, T, Dh)
+        H, Hkv, Dh = self.n_head, self.n_kv_head, self.head_dim
+        q, k, v = self.qkv(x).split([D, Hkv * Dh, Hkv * Dh], dim=-1)  # (B, T, D), (B, T, Hkv Dh), (B, T, Hkv Dh)
+        q = q.view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
+        k, v = (t.view(B, T, Hkv, Dh).transpose(1, 2) for t in (k, v))  # (B, Hkv, T, Dh)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # (B, H, Tk, Dh): the past and the new positions
+            k, v = cache.update(layer, k, v)  # (B, Hkv, Tk, Dh): the past and the new positions
+        if Hkv != H:  # query head h reads key/value head h // (H / Hkv): repeat each one H / Hkv times in place
+            k, v = (t.repeat_interleave(H // Hkv, dim=1) for t in (k, v))  # (B, H, Tk, Dh)
         if self.impl == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         else:
@@ -189,7 +223,7 @@ class SwiGLU(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        hidden = 32 * math.ceil(8 * cfg.n_embd / 3 / 32)
+        hidden = cfg.mlp_width  # 8/3 D rounded up to a multiple of 32, unless the config sets it (design: SwiGLU width)
         self.gate = nn.Linear(cfg.n_embd, hidden, bias=False)
         self.up = nn.Linear(cfg.n_embd, hidden, bias=False)
         self.down = nn.Linear(hidden, cfg.n_embd, bias=False)
@@ -218,7 +252,9 @@ class Transformer(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.n_embd)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
-        cos, sin = rope_tables(cfg.n_embd // cfg.n_head, cfg.max_seq_len, cfg.rope_theta)
+        # the LM head: the embedding matrix itself (tied, no parameters of its own), or a matrix of its own (V, D)
+        self.lm_head = None if cfg.tied_head else nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         self.register_buffer("rope_cos", cos, persistent=False)  # derived, so not saved
         self.register_buffer("rope_sin", sin, persistent=False)
         self.apply(self._init_weights)
@@ -230,13 +266,16 @@ class Transformer(nn.Module):
     def _init_weights(m):
         if isinstance(m, (nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:  # only the q, k, v biases of a qkv_bias model
+            nn.init.zeros_(m.bias)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
     def forward(self, idx, valid=None, positions=None, cache: KVCache | None = None):
-        """Logits (B, T, V) for tokens idx (B, T): the tied LM head on `hidden`. Arguments as `hidden`."""
-        return F.linear(self.hidden(idx, valid, positions, cache), self.tok_emb.weight)  # tied LM head: (B, T, V)
+        """Logits (B, T, V) for tokens idx (B, T): the LM head on `hidden`. Arguments as `hidden`."""
+        head = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight  # (V, D), tied or not
+        return F.linear(self.hidden(idx, valid, positions, cache), head)  # (B, T, V)
 
     def hidden(self, idx, valid=None, positions=None, cache: KVCache | None = None):
         """The final-normed hidden states (B, T, D) for tokens idx (B, T), the LM head's input (a critic reads them).
@@ -269,7 +308,7 @@ class Critic(nn.Module):
     """V_psi(s_t): PPO's value model, a Transformer of the policy's size with a scalar value head (design: The critic).
 
     value(s) = w . h(s) + b, where h(s) is the trunk's final-normed hidden state (`Transformer.hidden`) at the
-    last token of s. The trunk's tied embedding only embeds here: the LM head is never used.
+    last token of s. The trunk's embedding only embeds here: the LM head is never used.
     """
 
     def __init__(self, cfg: ModelConfig):
