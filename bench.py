@@ -2,6 +2,7 @@
 
     python bench.py sampling      # KV-cached batched sampling vs recomputing the whole prefix each step
     python bench.py grpo          # seconds per GRPO step, where they go, and rollout tokens/s by batch size
+    python bench.py step          # the step with --prompt_once against without, alternated (tools/time_trl.py: TRL's)
     python bench.py ppo           # seconds per step of GRPO and of PPO side by side, and the models each holds
     python bench.py compare       # GRPO against PPO: whole RL runs from one SFT model, per seed (--seeds 0 1 2)
     python bench.py variants      # DeepSeekMath GRPO, Dr. GRPO, DAPO-style, process supervision, the same way
@@ -95,7 +96,8 @@ def rl_stepper(algo: str, args, problems, tok):
     train.rl_update) and returns where its seconds went."""
     cfg = config.TrainConfig(rl=algo, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd,
                             prompts_per_step=args.prompts, group_size=args.group, max_new_tokens=args.max_new_tokens,
-                            kl_coef=args.kl_coef, overlong_cache=min(16, args.max_new_tokens))
+                            kl_coef=args.kl_coef, overlong_cache=min(16, args.max_new_tokens),
+                            prompt_once=getattr(args, "prompt_once", False))
     mcfg = ModelConfig(vocab_size=tok.get_vocab_size(), n_layer=cfg.n_layer, n_head=cfg.n_head, n_embd=cfg.n_embd,
                        max_seq_len=64 + cfg.max_new_tokens)
     torch.manual_seed(0)
@@ -165,6 +167,26 @@ def bench_grpo(args):
     print(f"the update and log-probs cost {(med['update'] + med['logprobs']) / (t_fb + (t_fwd if args.kl_coef else 0)):.2f}x "
           "the bare passes they must do")
     rollout_throughput(policy, tok, problems, args)
+
+
+def bench_step(args):
+    """Seconds per GRPO step of the project's step (--prompt_once) against its naive version (every row runs its
+    prompt), in alternated rounds on the same work: each round builds both steppers afresh (the same initial
+    weights and draws) and times --steps steps of each after a warm-up step. With --trl SECONDS (a time measured by
+    tools/time_trl.py on the same work), each one's ratio to it."""
+    problems, tok = bench_problems()
+    times = {False: [], True: []}
+    for _ in range(args.rounds):
+        for flag in (False, True):
+            args.prompt_once = flag
+            _, step = rl_stepper("grpo", args, problems, tok)
+            times[flag].append(medians([step() for _ in range(args.steps + 1)])["step"])
+    print(f"GRPO step, {args.prompts} x G={args.group}, {args.max_new_tokens} new tokens, beta={args.kl_coef}, "
+          f"{torch.get_num_threads()} threads; median of {args.steps} steps in each of {args.rounds} alternated rounds")
+    print("| round | naive (s) | --prompt_once (s) | ratio |" + (" naive / TRL | --prompt_once / TRL |" if args.trl else ""))
+    print("|---|---|---|---|" + ("---|---|" if args.trl else ""))
+    for r, (a, b) in enumerate(zip(times[False], times[True]), 1):
+        print(f"| {r} | {a:.3f} | {b:.3f} | {b / a:.2f} |" + (f" {a / args.trl:.2f} | {b / args.trl:.2f} |" if args.trl else ""))
 
 
 def rollout_throughput(policy, tok, problems, args) -> None:
@@ -509,7 +531,12 @@ def main(argv=None):
     s.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported")
     g = sub.add_parser("grpo", help="seconds per GRPO step, split by phase, and rollout tokens/s by batch")
     o = sub.add_parser("ppo", help="seconds per step of GRPO and of PPO side by side, split by phase; their models")
-    for parser in (g, o):
+    st = sub.add_parser("step", help="the GRPO step with --prompt_once against without, in alternated rounds")
+    st.add_argument("--rounds", type=int, default=3, help="alternated rounds of both")
+    st.add_argument("--trl", type=float, default=0.0, help="TRL's seconds per step on the same work "
+                    "(tools/time_trl.py), to print each one's ratio to it")
+    g.add_argument("--prompt_once", action="store_true", help="run each group's prompt once (train.py --prompt_once)")
+    for parser in (g, o, st):
         parser.add_argument("--n_layer", type=int, default=4)
         parser.add_argument("--n_head", type=int, default=4)
         parser.add_argument("--n_embd", type=int, default=128)
@@ -520,7 +547,7 @@ def main(argv=None):
         parser.add_argument("--steps", type=int, default=5, help="timed steps (after one warm-up step)")
     g.add_argument("--batches", type=int, nargs="+", default=[16, 32, 64, 128, 256],
                    help="batch sizes of the tokens/s table")
-    for parser in (s, g, o):
+    for parser in (s, g, o, st):
         parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     c = sub.add_parser("compare", help="GRPO against PPO: whole runs from one SFT model per seed, and their tables")
     v = sub.add_parser("variants", help="DeepSeekMath GRPO, Dr. GRPO, DAPO-style and process supervision, the same way")
@@ -552,7 +579,7 @@ def main(argv=None):
         return bench_sweep(args, COMPARE if args.bench == "compare" else VARIANTS)
     if args.bench == "memory":
         return bench_memory(args)
-    {"sampling": bench_sampling, "grpo": bench_grpo, "ppo": bench_ppo}[args.bench](args)
+    {"sampling": bench_sampling, "grpo": bench_grpo, "ppo": bench_ppo, "step": bench_step}[args.bench](args)
 
 
 if __name__ == "__main__":

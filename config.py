@@ -89,6 +89,8 @@ class TrainConfig:
     minibatches: int = opt(1, "minibatches per rollout, one optimizer step each (R1: 16)")
     micro_batch: int = opt(0, "gradient accumulation: at most this many completions per backward (0: all)")
     forward_chunk: int = opt(0, "at most this many completions per no-gradient pass or sampling call (0: all)")
+    prompt_once: bool = opt(False, "run each group's shared prompt once, in sampling and in every log-prob pass "
+                                   "(the same numbers to float rounding, fewer FLOPs: design: A group's prompt once)")
     iterations: int = opt(1, "I, outer iterations of Algorithm 1: the reference is reset at the start of each")
     ref_reset_every: int = opt(0, "also reset the reference to the policy every N steps (R1: 400; 0: off)")
     adv_scale: str = opt("group", "advantage normalisation: 'group' (GRPO), 'batch', 'none' (Dr. GRPO)")
@@ -245,6 +247,7 @@ ONLY_WITH = {
                      "a run that trains its own cold start (not --pipeline r1_zero, not --init_from)"),
     "rl_mix": (lambda c: c.rl != "none", "--rl grpo or ppo"),
     "rollout_shards": (lambda c: c.rl != "none", "--rl grpo or ppo"),
+    "prompt_once": (lambda c: c.rl != "none", "--rl grpo or ppo"),
     **{name: (lambda c: c.task != "gsm8k", "--task arithmetic or word (GSM8K has its own split)")
        for name in ("n_train", "n_test")},
     **{name: (lambda c: c.pipeline == "r1", "--pipeline r1")

@@ -34,6 +34,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from model import hidden_prompt_once
+
 DDOF = 0  # (design: Population std)
 EPS = 1e-6  # added to the std (design: Std plus eps)
 SCALES = ("group", "batch", "none")
@@ -50,7 +52,7 @@ def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 # 1. Log-probabilities, values and masks
 # ---------------------------------------------------------------------------------------------
 def at_completion_states(model, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
-                         completion_mask: torch.Tensor) -> torch.Tensor:
+                         completion_mask: torch.Tensor, prompt_once: bool = False) -> torch.Tensor:
     """model's output at the state s_t = (q, o_<t) before each completion token o_t   -> (N, T, ...), >= fp32.
 
     One forward pass over [left-padded prompt (N, P) | completion (N, T)], read at positions P-1+t,
@@ -58,7 +60,12 @@ def at_completion_states(model, prompt_ids: torch.Tensor, prompt_valid: torch.Te
     (values). The model's `valid` is cat(prompt_valid, completion_mask): left pads are invisible keys and
     positions skip them (design: Left padding). Completion pads come after the EOS, so under causal attention
     no real token ever sees them; marking them invalid only keeps them out of the positions.
+    prompt_once (--prompt_once): the same states from model.hidden_prompt_once, each distinct prompt run once, and
+    the head (LM head or value head) applied at these T positions only.
     """
+    if prompt_once:
+        out = model.head(hidden_prompt_once(model, prompt_ids, prompt_valid, completion_ids, completion_mask))
+        return out.to(torch.promote_types(out.dtype, torch.float32))
     P = prompt_ids.size(1)
     ids = torch.cat([prompt_ids, completion_ids], dim=1)  # (N, P+T)
     valid = torch.cat([prompt_valid, completion_mask], dim=1)  # (N, P+T)
@@ -67,28 +74,30 @@ def at_completion_states(model, prompt_ids: torch.Tensor, prompt_valid: torch.Te
 
 
 def completion_logprobs(model, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
-                        completion_mask: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+                        completion_mask: torch.Tensor, temperature: float = 1.0, prompt_once: bool = False) -> torch.Tensor:
     """logp_{i,t} = log softmax(z_{i,t} / tau)[o_{i,t}]: log pi(o_{i,t} | q_i, o_{i,<t}) of every completion token.
 
     One forward pass (`at_completion_states`); returns (N, T), 0 where completion_mask is False. With grad:
     wrap the call in torch.no_grad() for pi_old and pi_ref. Pass the rollout's mask here, and apply
     overlong filtering (`completion_mask`) to the loss only.
     """
-    logits = at_completion_states(model, prompt_ids, prompt_valid, completion_ids, completion_mask)  # (N, T, V)
+    logits = at_completion_states(model, prompt_ids, prompt_valid, completion_ids, completion_mask,
+                                  prompt_once)  # (N, T, V)
     logp_all = F.log_softmax(logits / temperature, dim=-1)  # (N, T, V)
     logp = logp_all.gather(-1, completion_ids[..., None]).squeeze(-1)  # (N, T) log pi(o_{i,t})
     return logp.masked_fill(~completion_mask, 0.0)
 
 
 def completion_values(critic, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
-                      completion_mask: torch.Tensor) -> torch.Tensor:
+                      completion_mask: torch.Tensor, prompt_once: bool = False) -> torch.Tensor:
     """V_{i,t} = V_psi(q_i, o_{i,<t}): the critic's value of the state before each completion token   -> (N, T)
 
     The value PPO's GAE needs at step t (DAPO Eq. 3: delta_t = r_t + gamma V(s_{t+1}) - V(s_t)), read at the
     very position whose logits give log pi(o_t), via `at_completion_states` (design: Critic alignment); 0 where
     completion_mask is False. With grad for the critic's update; under torch.no_grad() for the rollout's values.
     """
-    values = at_completion_states(critic, prompt_ids, prompt_valid, completion_ids, completion_mask)  # (N, T)
+    values = at_completion_states(critic, prompt_ids, prompt_valid, completion_ids, completion_mask,
+                                  prompt_once)  # (N, T)
     return values.masked_fill(~completion_mask, 0.0)
 
 

@@ -30,6 +30,7 @@ weights: tests/test_pretrained.py)
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -186,6 +187,37 @@ class KVCache:
         return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
         # END SOLUTION kv-cache
 
+    def select(self, rows: torch.Tensor) -> "KVCache":
+        """The cache with row rows[i] of this one as its row i (a copy): a prompt prefilled once, for every row
+        that shares it (generate's prompt_once)."""
+        out = copy.copy(self)
+        out.k, out.v = [t[rows] for t in self.k], [t[rows] for t in self.v]
+        return out
+
+
+class PrefixCache:
+    """The keys and values of a batch's prompts, computed once per distinct prompt and then repeated for every row
+    that shares it (`repeat`), so that a pass over [prompt | completion] need not run the prompt G times.
+    Unlike KVCache it never writes in place: `update` concatenates, so gradients flow through it (the policy's
+    update) as well as not (pi_ref, pi_old). Used by `hidden_prompt_once`."""
+
+    def __init__(self, n_layer: int):
+        self.k, self.v = [None] * n_layer, [None] * n_layer  # per layer (rows, Hkv, positions, Dh)
+        self.length = 0  # positions held
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The past keys/values of this layer followed by the new ones (B, Hkv, Tnew, Dh), kept for the next call."""
+        if self.k[layer] is not None:
+            k, v = torch.cat([self.k[layer], k], dim=2), torch.cat([self.v[layer], v], dim=2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep the keys and values of `rows` (N,) of the distinct prompts, in that order: one row per completion
+        (a differentiable copy: the gradients of the rows that share a prompt add up in it)."""
+        self.k = [t[rows] for t in self.k]
+        self.v = [t[rows] for t in self.v]
+
 
 class SelfAttention(nn.Module):
     """Causal self-attention with H query heads and Hkv key/value heads (grouped-query attention, Ainslie et al.
@@ -205,7 +237,7 @@ class SelfAttention(nn.Module):
         q, k, v = self.qkv(x).split([D, Hkv * Dh, Hkv * Dh], dim=-1)  # (B, T, D), (B, T, Hkv Dh), (B, T, Hkv Dh)
         q = q.view(B, T, H, Dh).transpose(1, 2)  # (B, H, T, Dh)
         k, v = (t.view(B, T, Hkv, Dh).transpose(1, 2) for t in (k, v))  # (B, Hkv, T, Dh)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(torch.cat([q, k], dim=1), cos, sin).split([H, Hkv], dim=1)  # one rotation for both
         if cache is not None:
             k, v = cache.update(layer, k, v)  # (B, Hkv, Tk, Dh): the past and the new positions
         if Hkv != H:  # query head h reads key/value head h // (H / Hkv): repeat each one H / Hkv times in place
@@ -274,8 +306,11 @@ class Transformer(nn.Module):
 
     def forward(self, idx, valid=None, positions=None, cache: KVCache | None = None):
         """Logits (B, T, V) for tokens idx (B, T): the LM head on `hidden`. Arguments as `hidden`."""
-        head = self.tok_emb.weight if self.lm_head is None else self.lm_head.weight  # (V, D), tied or not
-        return F.linear(self.hidden(idx, valid, positions, cache), head)  # (B, T, V)
+        return self.head(self.hidden(idx, valid, positions, cache))  # (B, T, V)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The LM head: logits (..., V) of hidden states h (..., D), tied to the embedding or a matrix of its own."""
+        return F.linear(h, self.tok_emb.weight if self.lm_head is None else self.lm_head.weight)
 
     def hidden(self, idx, valid=None, positions=None, cache: KVCache | None = None):
         """The final-normed hidden states (B, T, D) for tokens idx (B, T), the LM head's input (a critic reads them).
@@ -333,7 +368,47 @@ class Critic(nn.Module):
 
     def forward(self, idx, valid=None):
         """Values (B, T): V at every position of idx (B, T), i.e. of the state ending with that token."""
-        return self.value_head(self.trunk.hidden(idx, valid)).squeeze(-1)  # (B, T, 1) -> (B, T)
+        return self.head(self.trunk.hidden(idx, valid))
+
+    def hidden(self, idx, valid=None, positions=None, cache=None):
+        """The trunk's final-normed hidden states (B, T, D), as Transformer.hidden."""
+        return self.trunk.hidden(idx, valid, positions, cache)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The value head: values (...) of hidden states h (..., D)."""
+        return self.value_head(h).squeeze(-1)  # (..., 1) -> (...)
+
+
+def distinct_rows(ids: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, row_of) of a batch of left-padded prompts (B, P): `first` (U,) one row of each of the U distinct
+    prompts (ids and padding alike), `row_of` (B,) the distinct prompt of each row, so that ids[first][row_of]
+    equals ids. [[5, 6], [7, 8], [5, 6]] -> U = 2, ids[first] = [[5, 6], [7, 8]], row_of = [0, 1, 0]."""
+    key = torch.cat([ids, valid.long()], dim=1)  # a prompt is its tokens and its padding
+    distinct, row_of = torch.unique(key, dim=0, return_inverse=True)  # sorted distinct rows
+    first = torch.empty(len(distinct), dtype=torch.long, device=ids.device)
+    first[row_of] = torch.arange(len(row_of), device=ids.device)  # any row of each: they are equal
+    return first, row_of
+
+
+def hidden_prompt_once(model, prompt_ids: torch.Tensor, prompt_valid: torch.Tensor, completion_ids: torch.Tensor,
+                       completion_mask: torch.Tensor) -> torch.Tensor:
+    """model.hidden at the state before each completion token, (N, T, D), as one pass over [prompt | completion]
+    gives it (positions P-1 .. P+T-2), but with each distinct prompt run once: a GRPO group's G rows share their
+    prompt, so its keys and values are computed for one row and copied to the G (PrefixCache), then the completions
+    run on them (design: A group's prompt once). The same numbers up to the order of float sums; for G samples of
+    each question, the prompt's share of the FLOPs falls G-fold. Rows may come in any order.
+    model: a Transformer or a Critic (anything with .hidden(idx, valid, positions, cache) and .cfg)."""
+    P, T = prompt_ids.size(1), completion_ids.size(1)
+    first, row_of = distinct_rows(prompt_ids, prompt_valid)
+    cache = PrefixCache(model.cfg.n_layer)
+    h_prompt = model.hidden(prompt_ids[first], prompt_valid[first], cache=cache)  # (U, P, D)
+    last = h_prompt[row_of, -1:]  # (N, 1, D): position P-1, whose output predicts completion token 0
+    if T == 1:
+        return last
+    cache.select(row_of)
+    valid = torch.cat([prompt_valid, completion_mask], dim=1)[:, :P + T - 1]  # the keys up to position P+T-2
+    h_completion = model.hidden(completion_ids[:, :-1], valid, cache=cache)  # (N, T-1, D): positions P .. P+T-2
+    return torch.cat([last, h_completion], dim=1)  # (N, T, D)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +453,8 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
 @torch.no_grad()
 def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, eos_id: int, pad_id: int,
              temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             generator: torch.Generator | None = None, max_batch: int | None = None) -> Completions:
+             generator: torch.Generator | None = None, max_batch: int | None = None,
+             prompt_once: bool = False) -> Completions:
     """Sample a completion for every prompt in one batched, KV-cached loop.
 
     temperature 0 means greedy (argmax). Each row stops at its first EOS (kept, and masked as a real
@@ -386,6 +462,8 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     max_batch: sample at most this many rows at a time (the KV cache grows with the rows), one loop per
     chunk, the results right-padded to a common length; greedy rows are the same either way, sampled
     ones differ (the generator's draws are consumed chunk by chunk).
+    prompt_once: prefill each distinct prompt once and copy its keys and values to the rows that share it (a GRPO
+    group's G rows); the same numbers up to the order of float sums (design: A group's prompt once).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens={max_new_tokens} must be >= 1")
@@ -393,7 +471,7 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
         raise ValueError(f"max_batch={max_batch} must be >= 1 (None: all rows at once)")
     if max_batch is not None and len(prompts) > max_batch:
         parts = [generate(model, prompts[i:i + max_batch], max_new_tokens, eos_id, pad_id, temperature, top_k, top_p,
-                          generator) for i in range(0, len(prompts), max_batch)]
+                          generator, prompt_once=prompt_once) for i in range(0, len(prompts), max_batch)]
         T = max(p.ids.size(1) for p in parts)
         pad = lambda x, value: F.pad(x, (0, T - x.size(1)), value=value)
         return Completions(torch.cat([pad(p.ids, pad_id) for p in parts]), torch.cat([pad(p.mask, False) for p in parts]),
@@ -403,10 +481,16 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     B, P = ids.shape
     if P + max_new_tokens > model.cfg.max_seq_len:
         raise ValueError(f"longest prompt {P} + max_new_tokens {max_new_tokens} > max_seq_len {model.cfg.max_seq_len}")
-    cache = KVCache(model.cfg, B, P + max_new_tokens, device, model.tok_emb.weight.dtype)
+    rows = distinct_rows(ids, valid) if prompt_once else None  # (one row of each distinct prompt, each row's)
+    cache = KVCache(model.cfg, B if rows is None else len(rows[0]), P + max_new_tokens, device,
+                    model.tok_emb.weight.dtype)
+    if rows is None:
+        logits = model(ids, valid=valid, cache=cache)[:, -1]  # prefill: (B, V)
+    else:  # prefill the distinct prompts, then give every row its prompt's cache and logits
+        logits = model(ids[rows[0]], valid=valid[rows[0]], cache=cache)[:, -1][rows[1]]  # (B, V)
+        cache = cache.select(rows[1])
     valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=device)], dim=1)
     next_pos = valid[:, :P].sum(-1, keepdim=True)  # (B, 1) position of the first new token
-    logits = model(ids, valid=valid[:, :P], cache=cache)[:, -1]  # prefill: (B, V)
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)
     fdtype = torch.promote_types(model.tok_emb.weight.dtype, torch.float32)  # softmax in >= fp32
     out_logp = torch.zeros(B, max_new_tokens, device=device, dtype=fdtype)
@@ -418,8 +502,9 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
             tok = logits.argmax(-1)
             logp = torch.log_softmax(logits, -1)
         else:
-            logp = torch.log_softmax(logits / temperature, -1)
-            probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
+            scaled = logits / temperature if temperature != 1 else logits  # (x / 1 is x: one kernel saved)
+            logp = torch.log_softmax(scaled, -1)
+            probs = filter_logits(scaled, top_k, top_p).softmax(-1)
             tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
         out[:, t] = torch.where(alive, tok, pad_id)
         out_logp[:, t] = torch.where(alive, logp.gather(1, tok[:, None]).squeeze(1), 0.0)

@@ -21,7 +21,9 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> to
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), fused=False)
+    # foreach: one kernel per operation over all the tensors instead of one per tensor; the same numbers as the
+    # plain loop, bit for bit (tests/test_speed.py), and fewer kernel launches (design: Exact changes, always on)
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), foreach=True)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

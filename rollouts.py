@@ -71,7 +71,7 @@ def sample_groups(policy, tok, problems, cfg, generator, timer: dict | None = No
     policy.eval()
     roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,
                     top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator,
-                    max_batch=cfg.forward_chunk or None)
+                    max_batch=cfg.forward_chunk or None, prompt_once=cfg.prompt_once)
     policy.train(was_training)
     timer["rollout"] = timer.get("rollout", 0.0) + time.perf_counter() - t
     timer["tokens"] = timer.get("tokens", 0) + int(roll.mask.sum())
@@ -203,16 +203,17 @@ class Batch:
     old_logp: torch.Tensor | None = None  # (N, T) log pi_old; None where it equals the policy's own, detached
     ref_logp: torch.Tensor | None = None  # (N, T) log pi_ref; None with kl_coef = 0
     logprob_s: float = 0.0  # seconds spent on old_logp and ref_logp
+    prompt_once: bool = False  # run each distinct prompt once in these passes (--prompt_once)
 
     def logprobs(self, model, rows, temperature: float) -> torch.Tensor:
         """log pi(o_t) of the completions in `rows` under `model`, (n, T) (grpo.completion_logprobs)."""
         return grpo.completion_logprobs(model, self.prompt_ids[rows], self.prompt_valid[rows], self.ids[rows],
-                                        self.mask[rows], temperature)
+                                        self.mask[rows], temperature, self.prompt_once)
 
     def values(self, critic, rows) -> torch.Tensor:
         """V(s_t) before each completion token in `rows`, (n, T) (grpo.completion_values)."""
         return grpo.completion_values(critic, self.prompt_ids[rows], self.prompt_valid[rows], self.ids[rows],
-                                      self.mask[rows])
+                                      self.mask[rows], self.prompt_once)
 
     def all_rows(self, per_rows, chunk: int) -> torch.Tensor:
         """per_rows(rows) for every row, at most `chunk` rows per call (0: one call), concatenated: (N, T)."""
@@ -230,7 +231,8 @@ def rollout_batch(policy, ref, roll: Rollouts, cfg, device: str, need_old: bool)
     prompt_ids, prompt_valid = left_pad(roll.prompts, tasks.PAD_ID, device)
     ids, mask = roll.ids.to(device), roll.mask.to(device)
     batch = Batch(prompt_ids, prompt_valid, ids, mask,
-                  grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter))
+                  grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter),
+                  prompt_once=cfg.prompt_once)
     t = time.perf_counter()
     with torch.no_grad(), autocast(device):
         if need_old:  # pi_old, before any update

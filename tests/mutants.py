@@ -32,9 +32,16 @@ I, FI = "inference.py", "tests/test_inference.py"
 V, FV = "verifier.py", "tests/test_verifier.py"
 G = "grpo.py"
 FP = "tests/test_distributed.py"
+FS = "tests/test_speed.py"
 
 # (name, file, the code as it is, the code broken[, the test files that must kill it, if not TESTS])
 MUTANTS = [
+ # the faster step (--prompt_once, AdamW foreach)
+ ("speed: prompt_once not given to the log-prob passes", R, "                  prompt_once=cfg.prompt_once)", "                  )", [FS]),
+ ("speed: prompt_once not given to the sampler", R, "max_batch=cfg.forward_chunk or None, prompt_once=cfg.prompt_once)", "max_batch=cfg.forward_chunk or None)", [FS]),
+ ("speed: a prompt's keys given to the wrong rows", M, "    cache.select(row_of)", "    cache.select(first[row_of])", [FS]),
+ ("speed: a prefilled prompt given to the wrong rows", M, "        cache = cache.select(rows[1])", "        cache = cache.select(rows[0][rows[1]])", [FS]),
+ ("speed: AdamW's per-tensor loop", O, "foreach=True)", "foreach=False)", [FS]),
  # several processes (torchrun, distributed.py)
  ("ddp: SFT gradients not summed", S, "    distributed.all_reduce_grads(model)", "    pass", [FP]),
  ("ddp: SFT loss over the local tokens", S, "completion_loss(model(x), y, mask, n_tokens)", "completion_loss(model(x), y, mask)", [FP]),
@@ -67,7 +74,7 @@ MUTANTS = [
  ("adv: process last_step always", R, '            if cfg.process_outcome == "last_step":', '            if True:'),
  ("adv: process end off by one", R, "            step_end.append([rewards.char_to_token_index(s.end - 1, spans) for s in steps])", "            step_end.append([rewards.char_to_token_index(s.start, spans) for s in steps])"),
  # update
- ("upd: overlong filter not in loss mask", R, "                  grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter))", "                  mask)"),
+ ("upd: overlong filter not in loss mask", R, "                  grpo.completion_mask(mask, roll.truncated.to(device), cfg.overlong_filter),", "                  mask,"),
  ("upd: ref logprobs temp 1", R, "            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, cfg.temperature), cfg.forward_chunk)", "            batch.ref_logp = batch.all_rows(lambda rows: batch.logprobs(ref, rows, 1.0), cfg.forward_chunk)"),
  ("upd: policy logprobs temp 1", T, "logp = batch.logprobs(models.policy, part, cfg.temperature)  # log pi_theta, with gradient", "logp = batch.logprobs(models.policy, part, 1.0)  # log pi_theta, with gradient"),
  ("upd: old_logp never computed", T, "    batch = rollouts.rollout_batch(models.policy, models.ref, roll, cfg, device, need_old=not single)", "    batch = rollouts.rollout_batch(models.policy, models.ref, roll, cfg, device, need_old=False)"),

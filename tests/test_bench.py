@@ -1,5 +1,7 @@
 """The benchmark scripts run end to end on tiny sizes (their numbers are for the README, not for tests)."""
 
+import pytest
+
 import bench
 import rollouts
 import config
@@ -19,6 +21,27 @@ def test_grpo_benchmark_splits_the_step_and_fits_the_decode_overhead(capsys):
     for words in ("GRPO step", "rollout", "reward", "logprobs", "update", "completion tokens/s", "bare passes",
                   "fixed overhead"):
         assert words in out, words
+
+
+def test_step_benchmark_alternates_the_naive_and_the_prompt_once_step_and_prints_their_ratios(capsys, monkeypatch):
+    flags = []
+    real = bench.rl_stepper
+
+    def spy(algo, args, problems, tok):
+        flags.append(args.prompt_once)
+        return real(algo, args, problems, tok)
+    monkeypatch.setattr(bench, "rl_stepper", spy)
+    bench.main(["step", "--n_layer", "1", "--n_head", "2", "--n_embd", "16", "--prompts", "2", "--group", "2",
+                "--max_new_tokens", "8", "--steps", "1", "--rounds", "2", "--trl", "10"])
+    out = capsys.readouterr().out
+    assert flags == [False, True, False, True]  # alternated, naive first in each round
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert len(rows) == 2
+    for row in rows:
+        naive, once, ratio, naive_trl, once_trl = (float(x) for x in row[2:7])
+        # (the seconds are printed to 3 decimals, so the ratios are checked to that precision)
+        assert ratio == pytest.approx(once / naive, rel=0.05, abs=0.01) and once_trl == pytest.approx(once / 10, abs=0.006)
+        assert naive_trl == pytest.approx(naive / 10, abs=0.006)
 
 
 def test_ppo_benchmark_times_both_algorithms_by_phase_and_lists_their_models(capsys):
