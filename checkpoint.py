@@ -13,7 +13,8 @@ No random-number-generator state is stored: every step draws from (seed, stage, 
     Metrics          out_dir/metrics.jsonl, one JSON record a line, cut back to the resume point on resume
     StopRequest      Ctrl-C finishes the step, saves and raises Interrupted
     resume_point     the point to continue from (or None); load, restore_model, restore_optimizer
-    load_start       the model and tokenizer of --init_from, checked against the run's task and split
+    load_start       the model and tokenizer of --init_from, checked against the run's task and split; or a
+                     Hugging Face model folder (pretrained.py) with its own tokenizer
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from tokenizers import Tokenizer
 from tqdm import tqdm
 
 import distributed
+import pretrained
+import tasks
 from model import load_checkpoint, save_checkpoint
 from optim import NonFiniteError
 
@@ -331,7 +334,10 @@ SAME_DATA = ("task", "seed", "digits", "mul_digits", "min_ops", "max_ops", "n_te
 
 
 def load_start(cfg, device: str):
-    """(model, tokenizer) of --init_from, after checking it was trained on this run's task and split."""
+    """(model, tokenizer) of --init_from, after checking it was trained on this run's task and split; a Hugging Face
+    folder (config.json beside the weights) is read by load_pretrained_start instead."""
+    if pretrained.is_huggingface_folder(cfg.init_from):
+        return load_pretrained_start(cfg, device)
     try:
         model, meta = load_checkpoint(cfg.init_from, device)
         tok = Tokenizer.from_file(os.path.join(cfg.init_from, "tokenizer.json"))
@@ -345,4 +351,24 @@ def load_start(cfg, device: str):
             raise SystemExit(f"error: --init_from {cfg.init_from} was trained with --{name} {trained[name]!r}, "
                              f"this run has {getattr(cfg, name)!r}: pass the same value, so that the held-out "
                              "split and the prompts are the ones it was trained for")
+    return model, tok
+
+
+def load_pretrained_start(cfg, device: str):
+    """(model, tokenizer) of a Hugging Face folder given to --init_from (design: GRPO from a pretrained model): the
+    weights in float32 (pretrained.load_pretrained) with the run's --max_seq_len positions if given (else
+    min(max_position_embeddings, 4096)), and the folder's own tokenizer, which must have an end token
+    (tasks.eos_id). No data check: the folder has no training config. The run's checkpoints are this project's
+    format (model.safetensors with the config, tokenizer.json): sample.py, resume and --init_from read them."""
+    try:
+        model, tok, info = pretrained.load_pretrained(cfg.init_from, device, cfg.max_seq_len or None)
+        eos = tasks.eos_id(tok)
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: --init_from {cfg.init_from}: {e}") from None
+    print(f"--init_from {cfg.init_from}: a pretrained {info['model_type']} model, chat format {info['chat_format']}, "
+          f"{model.cfg.max_seq_len} positions; its tokenizer ({tok.get_vocab_size()} tokens); completions end at "
+          f"{tok.id_to_token(eos)}")
+    if eos not in info["eos_ids"]:
+        print(f"note: {tok.id_to_token(eos)} (tasks.eos_id) is not among the folder's eos_token_id "
+              f"{[tok.id_to_token(i) for i in info['eos_ids']]}: the run teaches the model to stop there")
     return model, tok

@@ -17,6 +17,7 @@ import torch
 
 import distributed
 import grpo
+import pretrained
 import tasks
 
 
@@ -45,7 +46,9 @@ class TrainConfig:
     recheck_frac: float = opt(0.0, "share of training solutions written with one slip caught by 'wait, re-check:' "
                               "(tasks.with_recheck), in the SFT or pretraining text")
     n_test: int = opt(1000, "held-out problems in the test split")
-    template: str = opt("compact", "prompt template: 'compact' or 'r1' (DeepSeek-R1 Table 1, verbatim)")
+    template: str = opt("compact", "prompt template: 'compact', 'r1' (DeepSeek-R1 Table 1, verbatim), or R1-Zero's "
+                        "instruction in a pretrained model's chat format, 'r1_chatml' (Qwen2) or 'r1_llama3' "
+                        "(with --init_from a Hugging Face folder)")
     vocab_size: int = opt(384, "BPE vocabulary size, at least 262 (the 256 bytes and 6 special tokens)")
     # model
     n_layer: int = opt(4, "Transformer blocks")
@@ -72,7 +75,8 @@ class TrainConfig:
     eval_n: int = opt(200, "held-out problems in SFT's periodic evaluation (the final one uses all n_test)")
     # stage 2: RL, GRPO (DeepSeekMath Algorithm 1) or its PPO baseline
     rl: str = opt("grpo", "RL stage after SFT: 'grpo', 'ppo' (the baseline) or 'none' (SFT only)")
-    init_from: str = opt("", "skip SFT and start RL from this checkpoint folder (e.g. runs/default/sft)")
+    init_from: str = opt("", "skip SFT and start RL from this checkpoint folder (e.g. runs/default/sft), or from a "
+                         "Hugging Face model folder (config.json, safetensors, tokenizer.json; Llama or Qwen2)")
     rl_steps: int = opt(100, "RL steps, each on prompts_per_step x group_size completions")
     rl_mix: str = opt("", "the RL questions' task mixture, e.g. 'arithmetic:1' ('': every training problem alike)")
     rl_minutes: float = opt(0.0, "optional wall-clock budget of RL in minutes (0: none, stop on rl_steps)")
@@ -167,7 +171,23 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
     # DeepSeek-R1-Zero: a base model pretrained on plain text (no template, no tags; pretrain.py), then GRPO with
     # the R1-Zero template and the rule rewards only, no cold start
     "r1_zero": dict(pipeline="r1_zero", template="r1", out_dir="runs/r1_zero"),
+    # GRPO on GSM8K from a pretrained instruct model, for one GPU (unmeasured there so far): give --init_from a
+    # Hugging Face folder (e.g. Qwen2.5-0.5B-Instruct, ChatML; --template r1_llama3 for a Llama 3 model) and
+    # --gsm8k_dir. R1-Zero's instruction as the system turn, the rule rewards. DeepSeekMath's GRPO settings: lr 1e-6,
+    # beta 0.04, one update per rollout; 16 questions x 8 completions a step (DeepSeekMath: 64 completions each,
+    # 1024 a step). 400 new tokens hold a GSM8K solution in the <think>/<answer> format with room to spare. Qwen2's
+    # logits are 151,936 wide: micro_batch 4 (with gradient) and forward_chunk 16 (without) bound their memory, to
+    # about 25 GB in all for a 0.5B model (design: GRPO from a pretrained model); a larger GPU samples faster with a
+    # larger --forward_chunk.
+    "gsm8k_pretrained": dict(task="gsm8k", template="r1_chatml", rl="grpo", rl_steps=200, prompts_per_step=16,
+                             group_size=8, rl_lr=1e-6, kl_coef=0.04, max_new_tokens=400, micro_batch=4,
+                             forward_chunk=16, rl_eval_every=25, rl_eval_n=200, pass_k=4,
+                             out_dir="runs/gsm8k_pretrained"),
 }
+# What a preset cannot run without: flag -> what to give (parse_config refuses the preset without them)
+PRESET_NEEDS = {"gsm8k_pretrained": {"init_from": "a Hugging Face model folder, e.g. Qwen2.5-0.5B-Instruct as "
+                                                  "Hugging Face ships it (nothing is downloaded)",
+                                     "gsm8k_dir": "the folder holding GSM8K's train.jsonl and test.jsonl"}}
 
 
 # the first flag of each group of TrainConfig -> the group's heading in --help
@@ -195,6 +215,9 @@ def parse_config(argv=None) -> TrainConfig:
     args = vars(parser.parse_args(argv))
     args.pop("preset")
     cfg = TrainConfig(**args)
+    for name, what in PRESET_NEEDS.get(known.preset, {}).items():
+        if not getattr(cfg, name):
+            parser.error(f"--preset {known.preset} needs --{name}: {what}")
     try:
         check_config(cfg, defaults)
     except ValueError as e:
@@ -241,6 +264,11 @@ ONLY_WITH = {
        for name in ("digits", "mul_digits", "min_ops", "max_ops")},
     "word_frac": (lambda c: c.task == "mix", "--task mix"),
     "recheck_frac": (lambda c: not c.init_from, "a run that trains its own stage 1 (not with --init_from)"),
+    # a Hugging Face folder brings its own tokenizer and architecture (config.json, tokenizer.json)
+    **{name: (lambda c: not pretrained.is_huggingface_folder(c.init_from),
+              "a run that builds its own tokenizer and model (not --init_from a Hugging Face folder, whose "
+              "config.json and tokenizer.json fix them)")
+       for name in ("vocab_size", "n_layer", "n_head", "n_embd")},
     "sft_direct_frac": (lambda c: c.pipeline != "r1_zero", "--pipeline cold_start or r1 (R1-Zero has no SFT)"),
     "pretrain_format_frac": (lambda c: c.pipeline == "r1_zero", "--pipeline r1_zero"),
     "sft_problems": (lambda c: c.pipeline != "r1_zero" and not c.init_from,
@@ -328,6 +356,15 @@ def check_combinations(cfg: TrainConfig) -> None:
         raise ValueError(f"--init_from {cfg.init_from}: no such checkpoint directory")
     if cfg.init_from and cfg.rl == "none":
         raise ValueError("--init_from skips SFT and --rl none skips RL: nothing would run")
+    if cfg.template in tasks.CHAT_TEMPLATES and not cfg.init_from:
+        raise ValueError(f"--template {cfg.template} writes the special tokens "
+                         f"{', '.join(tasks.TEMPLATE_TOKENS[cfg.template])}, which only a pretrained model's tokenizer "
+                         "has (a tokenizer trained here would split them into bytes): give --init_from a Hugging Face "
+                         "folder whose tokenizer has them, or --template compact or r1")
+    if cfg.pipeline == "r1" and pretrained.is_huggingface_folder(cfg.init_from):
+        raise ValueError("--pipeline r1 with --init_from a Hugging Face folder: stage 3 restarts SFT from stage 1's "
+                         "starting point (--rs_init), which is rebuilt only for models trained here; give --pipeline "
+                         "cold_start (RL from the folder)")
     if cfg.rl == "grpo" and cfg.group_size < 2:
         raise ValueError(f"--group_size {cfg.group_size}: GRPO compares the G completions of a question, so G >= 2")
     if cfg.vocab_size < 262:

@@ -64,7 +64,7 @@ def gold_answer(question: str) -> str | None:
 
 def teacher_forced(tok, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Given completion texts as (ids, mask), each followed by EOS, right-padded: what sampling would return."""
-    rows = [torch.tensor(tasks.encode(tok, t) + [tasks.EOS_ID]) for t in texts]
+    rows = [torch.tensor(tasks.encode(tok, t) + [tasks.eos_id(tok)]) for t in texts]
     return pad_sequence(rows, True, tasks.PAD_ID), pad_sequence([r >= 0 for r in rows], True, False)
 
 
@@ -76,7 +76,7 @@ def make_group(policy, tok, question: str, template: str, texts: list[str] | Non
     if texts:
         ids, mask = teacher_forced(tok, texts)
     else:
-        roll = generate(policy, [prompt] * G, max_new, tasks.EOS_ID, tasks.PAD_ID, temperature=1.0,
+        roll = generate(policy, [prompt] * G, max_new, tasks.eos_id(tok), tasks.PAD_ID, temperature=1.0,
                         generator=torch.Generator().manual_seed(seed))
         ids, mask, texts = roll.ids, roll.mask, decode_completions(tok, roll)
     tokens = [[tasks.decode(tok, [t]) for t in row[keep].tolist()] for row, keep in zip(ids, mask)]

@@ -161,7 +161,7 @@ def sample_candidates(model, tok, problems: list[tasks.Problem], n: int, templat
     prompts = [tasks.encode(tok, tasks.format_prompt(q, template)) for q in questions]
     texts, lengths, logprobs = [], [], []
     for i in range(0, len(prompts), batch_size):
-        roll = generate(model, prompts[i:i + batch_size], max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature,
+        roll = generate(model, prompts[i:i + batch_size], max_new_tokens, tasks.eos_id(tok), tasks.PAD_ID, temperature,
                         top_p=top_p if top_p < 1 else None, generator=generator)
         texts += sample.decode_completions(tok, roll)
         count = roll.mask.sum(-1)
@@ -246,10 +246,11 @@ def complete_with_budget(model, tok, questions: list[str], template: str, budget
                          f"{max(map(len, prompts))} need {need} positions; the checkpoint has {model.cfg.max_seq_len}")
     was_training = model.training
     model.eval()
-    first = generate(model, prompts, budget, tasks.EOS_ID, tasks.PAD_ID, temperature=0.0, max_batch=batch_size)
+    eos = tasks.eos_id(tok)
+    first = generate(model, prompts, budget, eos, tasks.PAD_ID, temperature=0.0, max_batch=batch_size)
     texts, cut, again = [], [], []
     for i, (ids, mask, ran_on) in enumerate(zip(first.ids.tolist(), first.mask.tolist(), first.truncated.tolist())):
-        toks = [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID]
+        toks = [t for t, m in zip(ids, mask) if m and t != eos]
         text = tasks.decode(tok, toks)
         closed = "</think>" in text
         forced = ran_on and not closed
@@ -258,7 +259,7 @@ def complete_with_budget(model, tok, questions: list[str], template: str, budget
         if ran_on:
             again.append((i, prompts[i] + toks + (close if forced else [])))
     if again:
-        second = generate(model, [ids for _, ids in again], answer_tokens, tasks.EOS_ID, tasks.PAD_ID,
+        second = generate(model, [ids for _, ids in again], answer_tokens, eos, tasks.PAD_ID,
                           temperature=0.0, max_batch=batch_size)
         for (i, _), text in zip(again, sample.decode_completions(tok, second)):
             texts[i] += text

@@ -89,5 +89,6 @@ def pretrain_examples(docs: list[str], tok, max_len: int) -> list[tuple[list[int
     """([EOS], document ids + EOS) per document, for sft.run_sft: the EOS before a document is its "prompt" (as
     GPT-2 separates documents by its end-of-text token), so the loss covers every token of the document and the
     EOS that ends it. Documents longer than max_len are dropped, and said."""
-    examples = [([tasks.EOS_ID], e.ids + [tasks.EOS_ID]) for e in tok.encode_batch(docs)]
+    eos = tasks.eos_id(tok)
+    examples = [([eos], e.ids + [eos]) for e in tok.encode_batch(docs, add_special_tokens=False)]
     return sft.fitting(examples, max_len, "document")

@@ -8,6 +8,8 @@ tokenizer_config.json, chat_template.jinja and generation_config.json. transform
 
     load_pretrained     the folder -> (Transformer in eval mode, tokenizers.Tokenizer, info): info holds
                         model_type, eos_id / eos_ids, pad_id, bos_id, chat_format and default_system
+    is_huggingface_folder  a Hugging Face folder (config.json), not a checkpoint written here: what train.py's
+                        --init_from tells apart (checkpoint.load_start)
     model_config        config.json -> ModelConfig, refusing (ValueError naming the file and the key) every
                         setting model.py does not implement
     read_weights        the safetensors file or shards -> {Hugging Face name: tensor}
@@ -53,6 +55,12 @@ LAYER_NAMES = {
 CHAT_TOKENS = {"chatml": ("<|im_start|>", "<|im_end|>"),
                "llama3": ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")}
 END_OF_TURN = {"chatml": "<|im_end|>", "llama3": "<|eot_id|>"}
+
+
+def is_huggingface_folder(directory: str) -> bool:
+    """Whether `directory` is a Hugging Face model folder (it has a config.json) rather than a checkpoint written by
+    model.save_checkpoint (whose model.safetensors holds its config in its metadata, beside no config.json)."""
+    return bool(directory) and os.path.isfile(os.path.join(directory, CONFIG_FILE))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -176,9 +176,11 @@ def stage_examples(kept: list[tuple[tasks.Problem, str]], direct: list[tasks.Pro
     """(prompt ids, completion ids + EOS): each kept completion as sampled, then each direct question with
     `<think> </think> <answer> N </answer>`; an example longer than max_len is dropped."""
     pairs = kept + [(p, tasks.format_completion(p, show_work=False)) for p in direct]
-    prompts = tok.encode_batch([tasks.format_prompt(p.question, template) for p, _ in pairs])
-    completions = tok.encode_batch([text if text.startswith(" ") else " " + text for _, text in pairs])
-    examples = [(p.ids, c.ids + [tasks.EOS_ID]) for p, c in zip(prompts, completions)]
+    lead, eos = tasks.completion_lead(template), tasks.eos_id(tok)  # what a completion starts with after the prompt
+    pairs = [(p, text if text.startswith(lead) else lead + text) for p, text in pairs]
+    prompts = tok.encode_batch([tasks.format_prompt(p.question, template) for p, _ in pairs], add_special_tokens=False)
+    completions = tok.encode_batch([text for _, text in pairs], add_special_tokens=False)
+    examples = [(p.ids, c.ids + [eos]) for p, c in zip(prompts, completions)]
     return [e for e in examples if len(e[0]) + len(e[1]) <= max_len]
 
 

@@ -69,7 +69,7 @@ def sample_groups(policy, tok, problems, cfg, generator, timer: dict | None = No
     prompts = [ids for ids in prompts for _ in range(G)]  # each question G times, consecutive rows
     was_training = policy.training
     policy.eval()
-    roll = generate(policy, prompts, cfg.max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature=cfg.temperature,
+    roll = generate(policy, prompts, cfg.max_new_tokens, tasks.eos_id(tok), tasks.PAD_ID, temperature=cfg.temperature,
                     top_p=cfg.top_p if cfg.top_p < 1 else None, generator=generator,
                     max_batch=cfg.forward_chunk or None, prompt_once=cfg.prompt_once)
     policy.train(was_training)
@@ -175,12 +175,12 @@ def advantages(roll: Rollouts, tok, cfg) -> torch.Tensor:
     if cfg.supervision == "outcome":
         A = grpo.group_advantages(roll.rewards, cfg.adv_scale, cfg.std_ddof)  # (B, G)
         return grpo.broadcast_outcome_advantage(A.flatten(), roll.mask)  # (N, T)
-    T, lengths, out = roll.ids.size(1), roll.mask.sum(-1).tolist(), []
+    T, lengths, out, eos = roll.ids.size(1), roll.mask.sum(-1).tolist(), [], tasks.eos_id(tok)
     for b in range(B):
         step_r, step_end = [], []
         for g in range(G):
             n = b * G + g
-            ids = [t for t in roll.ids[n, :lengths[n]].tolist() if t != tasks.EOS_ID]  # the tokens of roll.texts[n]
+            ids = [t for t in roll.ids[n, :lengths[n]].tolist() if t != eos]  # the tokens of roll.texts[n]
             spans = tasks.token_spans(tok, ids)  # each token's characters in that text
             steps = rewards.step_rewards(roll.texts[n])
             step_r.append([s.reward for s in steps])

@@ -52,7 +52,7 @@ def complete(model, tok, questions: list[str], template: str, max_new_tokens: in
     for start in range(0, len(questions), batch_size):
         chunk = questions[start:start + batch_size]
         prompts = [tasks.encode(tok, tasks.format_prompt(q, template)) for q in chunk]
-        roll = generate(model, prompts, max_new_tokens, tasks.EOS_ID, tasks.PAD_ID, temperature, top_k, top_p,
+        roll = generate(model, prompts, max_new_tokens, tasks.eos_id(tok), tasks.PAD_ID, temperature, top_k, top_p,
                         generator)
         texts += decode_completions(tok, roll)
     model.train(was_training)
@@ -60,8 +60,10 @@ def complete(model, tok, questions: list[str], template: str, max_new_tokens: in
 
 
 def decode_completions(tok, roll) -> list[str]:
-    """The text of each completion of model.generate's Completions: its real tokens (mask), without the EOS."""
-    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m and t != tasks.EOS_ID])
+    """The text of each completion of model.generate's Completions: its real tokens (mask), without the EOS
+    (tasks.eos_id of the tokenizer)."""
+    eos = tasks.eos_id(tok)
+    return [tasks.decode(tok, [t for t, m in zip(ids, mask) if m and t != eos])
             for ids, mask in zip(roll.ids.tolist(), roll.mask.tolist())]
 
 

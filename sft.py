@@ -41,8 +41,10 @@ def sft_examples(problems, prompts, worked, tok, max_len: int, direct_frac: floa
     <think> block (design: Mixed cold start)."""
     rng = random.Random(f"{seed}-direct")
     show = [rng.random() >= direct_frac for _ in problems]
-    direct = iter(tok.encode_batch([tasks.format_completion(p, False) for p, s in zip(problems, show) if not s]))
-    examples = [(p, w if s else next(direct).ids + [tasks.EOS_ID]) for p, w, s in zip(prompts, worked, show)]
+    direct = iter(tok.encode_batch([tasks.format_completion(p, False) for p, s in zip(problems, show) if not s],
+                                   add_special_tokens=False))
+    eos = tasks.eos_id(tok)
+    examples = [(p, w if s else next(direct).ids + [eos]) for p, w, s in zip(prompts, worked, show)]
     return fitting(examples, max_len)
 
 
@@ -87,8 +89,8 @@ def sft_batch(examples, idx, device) -> tuple[torch.Tensor, torch.Tensor, torch.
     a completion token: the prompt is given, never predicted."""
     seqs = [examples[i][0] + examples[i][1] for i in idx]
     T = max(len(s) for s in seqs) - 1
-    x = torch.full((len(idx), T), tasks.PAD_ID, dtype=torch.long)
-    y = torch.full((len(idx), T), tasks.PAD_ID, dtype=torch.long)
+    x = torch.full((len(idx), T), tasks.PAD_ID, dtype=torch.long)  # PAD_ID: a filler the mask leaves out, never
+    y = torch.full((len(idx), T), tasks.PAD_ID, dtype=torch.long)  # a target (tasks.PAD_ID)
     mask = torch.zeros(len(idx), T, dtype=torch.bool)
     for row, (i, s) in enumerate(zip(idx, seqs)):
         n_prompt = len(examples[i][0])

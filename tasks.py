@@ -9,9 +9,12 @@ knows about models or training.
     task_of                     which generator wrote a problem: 'arithmetic' or 'word'
     parse_mix, apportion        a task mixture 'arithmetic:1,word:3' as weights; a batch split by them
     Mixture                     the questions of an RL step, drawn by task in the mixture's shares
-    format_prompt, TEMPLATES    the prompt: DeepSeek-R1's template verbatim ('r1') or a compact one
+    format_prompt, TEMPLATES    the prompt: DeepSeek-R1's template verbatim ('r1'), a compact one, or R1-Zero's
+                                instruction in a pretrained model's chat format ('r1_chatml', 'r1_llama3')
+    check_template              a chat template refused with a tokenizer that lacks its special tokens
     format_completion           the SFT target: <think> worked steps </think> <answer> N </answer>
     train_tokenizer             byte-level BPE, every digit its own token; encode, decode
+    eos_id                      the token that ends a completion, read from the tokenizer
     token_spans                 which characters of the decoded text each token supplies
     tokenize_problems           (prompt ids, worked-solution ids + EOS) of a list of problems
 
@@ -292,13 +295,14 @@ def load_gsm8k(path) -> list[Problem]:
 # The paper writes "User: prompt. Assistant:" and we keep that period
 # literally, so a question ending in "?" reads "...?. Assistant:". Being
 # faithful to the published template matters more than the typography.
-R1_ZERO_TEMPLATE = (
+R1_ZERO_INSTRUCTION = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant "
     "solves it. The assistant first thinks about the reasoning process in the mind and then "
     "provides the user with the answer. The reasoning process and answer are enclosed within "
     "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning "
-    "process here </think> <answer> answer here </answer>. User: {prompt}. Assistant:"
+    "process here </think> <answer> answer here </answer>."
 )
+R1_ZERO_TEMPLATE = R1_ZERO_INSTRUCTION + " User: {prompt}. Assistant:"
 
 # Departure from the paper: a model trained from scratch gains nothing from the
 # 60-word system text (it carries no information it could understand), and the
@@ -306,25 +310,65 @@ R1_ZERO_TEMPLATE = (
 # <think>/<answer> tags, is unchanged, so the rewards are the same.
 COMPACT_TEMPLATE = "User: {prompt}\nAssistant:"
 
-TEMPLATES = {"r1": R1_ZERO_TEMPLATE, "compact": COMPACT_TEMPLATE}
+# A pretrained instruct model's own chat format (design: Chat templates), written out by hand as
+# pretrained.chat_prompt writes it: R1-Zero's instruction above as the system turn, the question as the user
+# turn, the assistant's turn opened. The completion format, the <think>/<answer> tags, and so the rewards are
+# the same as with the other templates. The special tokens exist only in the tokenizer of a model trained with
+# that format (Qwen2's ChatML, Llama 3's headers): check_template refuses any other tokenizer.
+CHATML_TEMPLATE = (
+    "<|im_start|>system\n" + R1_ZERO_INSTRUCTION + "<|im_end|>\n"
+    "<|im_start|>user\n{prompt}<|im_end|>\n"
+    "<|im_start|>assistant\n"
+)
+LLAMA3_TEMPLATE = (
+    "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n" + R1_ZERO_INSTRUCTION + "<|eot_id|>"
+    "<|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
+    "<|start_header_id|>assistant<|end_header_id|>\n\n"
+)
+
+TEMPLATES = {"r1": R1_ZERO_TEMPLATE, "compact": COMPACT_TEMPLATE, "r1_chatml": CHATML_TEMPLATE,
+             "r1_llama3": LLAMA3_TEMPLATE}
+# The special tokens each chat template writes (pretrained.CHAT_TOKENS tells the formats apart by the same ones)
+TEMPLATE_TOKENS = {"r1_chatml": ("<|im_start|>", "<|im_end|>"),
+                   "r1_llama3": ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>")}
+CHAT_TEMPLATES = tuple(TEMPLATE_TOKENS)
 
 
 def format_prompt(question: str, template: str = "compact") -> str:
-    """The prompt the model continues.
+    """The prompt the model continues. Llama 3's template trims the question (its chat template does: `| trim`).
 
     >>> format_prompt("What is 2+3?")
     'User: What is 2+3?\\nAssistant:'
+    >>> format_prompt("What is 2+3?", "r1_chatml")[-62:]
+    '<|im_start|>user\\nWhat is 2+3?<|im_end|>\\n<|im_start|>assistant\\n'
     """
     if template not in TEMPLATES:
         raise ValueError(f"unknown template {template!r}; allowed: {sorted(TEMPLATES)}")
-    return TEMPLATES[template].format(prompt=question)
+    return TEMPLATES[template].format(prompt=question.strip() if template == "r1_llama3" else question)
 
 
-def format_completion(p: Problem, show_work: bool = True) -> str:
+def check_template(tok: Tokenizer, template: str) -> None:
+    """A ValueError naming --template and the tokens if `template` writes special tokens the tokenizer does not
+    have as single tokens: a tokenizer without them (the one trained here) would split each into bytes, and the
+    model would read a format it was never trained on."""
+    missing = [t for t in TEMPLATE_TOKENS.get(template, ()) if tok.token_to_id(t) is None]
+    if missing:
+        raise ValueError(f"--template {template} writes the special tokens {', '.join(TEMPLATE_TOKENS[template])}, "
+                         f"and this tokenizer lacks {', '.join(missing)}: give a template the tokenizer has "
+                         f"(compact or r1 for a tokenizer trained here; the chat template of --init_from's model)")
+
+
+def completion_lead(template: str) -> str:
+    """What a completion starts with: a space after "Assistant:" (compact, r1); nothing after a chat template's
+    assistant header, which ends in a newline, as an instruct model's own turns start."""
+    return "" if template in CHAT_TEMPLATES else " "
+
+
+def format_completion(p: Problem, show_work: bool = True, template: str = "compact") -> str:
     """The SFT target in the R1 format; reasoning lines keep their newlines.
 
-    The leading space separates it from "Assistant:". No <eos> here: the
-    training code appends EOS_ID to the token ids. With show_work=False the
+    The leading space separates it from "Assistant:" (none after a chat template's header: completion_lead).
+    No <eos> here: the training code appends eos_id(tok) to the token ids. With show_work=False the
     <think> block is empty: the answer with no worked steps, the kind of
     target a mixed-quality cold start holds (train.py --sft_direct_frac).
 
@@ -332,10 +376,13 @@ def format_completion(p: Problem, show_work: bool = True) -> str:
     ' <think> 2+3 = <<2+3=5>>5 </think> <answer> 5 </answer>'
     >>> format_completion(Problem("What is 2+3?", "2+3 = <<2+3=5>>5", "5"), show_work=False)
     ' <think> </think> <answer> 5 </answer>'
+    >>> format_completion(Problem("What is 2+3?", "2+3 = <<2+3=5>>5", "5"), template="r1_chatml")
+    '<think> 2+3 = <<2+3=5>>5 </think> <answer> 5 </answer>'
     """
+    lead = completion_lead(template)
     if not show_work:
-        return f" <think> </think> <answer> {p.answer} </answer>"
-    return f" <think> {p.reasoning} </think> <answer> {p.answer} </answer>"
+        return f"{lead}<think> </think> <answer> {p.answer} </answer>"
+    return f"{lead}<think> {p.reasoning} </think> <answer> {p.answer} </answer>"
 
 
 # -----------------------------------------------------------------------------
@@ -520,8 +567,33 @@ def split_gsm8k(train: list[Problem], test: list[Problem]) -> tuple[list[Problem
 # Tokenizer
 
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<think>", "</think>", "<answer>", "</answer>"]
+# The ids train_tokenizer gives <pad> and <eos>. The end token of a run is eos_id(tok), read from its tokenizer
+# (EOS_ID for the tokenizers trained here). PAD_ID stays 0 for every tokenizer: it only fills the places a mask
+# marks invalid (left-padded prompts, the rows after an EOS, SFT's padded targets), so it must be an id the
+# embedding has (0 < vocab_size always holds) and is never read as a real token; for a pretrained tokenizer 0 is
+# an ordinary token ('!' in Qwen2's and Llama 3's), which is fine for a filler nobody reads.
 PAD_ID = 0
 EOS_ID = 1
+# The end tokens of pretrained tokenizers, in the order eos_id looks for them: the end of a chat turn first
+# (ChatML's, Llama 3's), since a run with a chat template ends its completion where the assistant's turn ends and
+# an instruct model stops there; then the end of a document (Qwen2's and GPT-2's, Llama 3's, SentencePiece's).
+# Qwen2's tokenizer has both <|im_end|> and <|endoftext|>; Llama 3's both <|eot_id|> and <|end_of_text|>.
+END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<|end_of_text|>", "</s>")
+
+
+def eos_id(tok: Tokenizer) -> int:
+    """The id of the token that ends a completion: the project's <eos> if the vocabulary has it (EOS_ID for the
+    tokenizers trained here), else the first of END_TOKENS the tokenizer has; a ValueError if it has none.
+
+    >>> eos_id(train_tokenizer(["What is 12+3?"] * 10, vocab_size=300))
+    1
+    """
+    for token in ("<eos>",) + END_TOKENS:
+        i = tok.token_to_id(token)
+        if i is not None:
+            return i
+    raise ValueError(f"the tokenizer has no end-of-sequence token: none of <eos>, {', '.join(END_TOKENS)} is in its "
+                     f"vocabulary of {tok.get_vocab_size()}, so a completion could never stop")
 
 
 def corpus_texts(problems: Iterable[Problem], template: str = "compact") -> Iterator[str]:
@@ -531,7 +603,7 @@ def corpus_texts(problems: Iterable[Problem], template: str = "compact") -> Iter
     'User: What is 2+3?\\nA'
     """
     for p in problems:
-        yield format_prompt(p.question, template) + format_completion(p)
+        yield format_prompt(p.question, template) + format_completion(p, template=template)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> Tokenizer:
@@ -568,7 +640,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> Tokenizer:
 
 
 def encode(tok: Tokenizer, text: str) -> list[int]:
-    """Text -> token ids, nothing added (the training code appends EOS_ID)."""
+    """Text -> token ids, nothing added (the training code appends eos_id(tok); a pretrained tokenizer's own BOS is
+    not added either: a chat template writes it)."""
     return tok.encode(text, add_special_tokens=False).ids
 
 
@@ -653,7 +726,9 @@ def token_spans(tok: Tokenizer, ids: list[int]) -> list[tuple[int, int]]:
 
 
 def tokenize_problems(tok, problems, template: str) -> tuple[list[list[int]], list[list[int]]]:
-    """(prompt ids, worked-solution ids + EOS) of every problem: what SFT trains on and what sizes the run."""
-    prompts = tok.encode_batch([format_prompt(p.question, template) for p in problems])
-    worked = tok.encode_batch([format_completion(p) for p in problems])
-    return [e.ids for e in prompts], [e.ids + [EOS_ID] for e in worked]
+    """(prompt ids, worked-solution ids + EOS) of every problem: what SFT trains on and what sizes the run.
+    Encoded as `encode` does, nothing added."""
+    prompts = tok.encode_batch([format_prompt(p.question, template) for p in problems], add_special_tokens=False)
+    worked = tok.encode_batch([format_completion(p, template=template) for p in problems], add_special_tokens=False)
+    eos = eos_id(tok)
+    return [e.ids for e in prompts], [e.ids + [eos] for e in worked]

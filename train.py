@@ -50,6 +50,7 @@ import grpo
 import memory
 import ppo
 import pretrain
+import pretrained
 import rejection
 import reward_model
 import rollouts
@@ -92,15 +93,27 @@ def plan_lengths(longest_prompt: int, longest_solution: int, max_new_tokens: int
     return new, max_seq_len or longest_prompt + max(new, longest_solution)
 
 
-def plan_run(cfg: TrainConfig, tok, train, test, start_model=None) -> tuple[list, list]:
+def plan_run(cfg: TrainConfig, tok, train, test, positions: int = 0) -> tuple[list, list]:
     """Fill in cfg.max_new_tokens and cfg.max_seq_len from the data (plan_lengths); (train prompts, worked
-    solutions) as token ids. With --init_from the model's positions are fixed: its max_seq_len is the run's."""
+    solutions) as token ids. With --init_from the model's positions are fixed (`positions`, its max_seq_len, also
+    when a run from it resumes): they are the run's. A template whose special tokens the tokenizer lacks is
+    refused (tasks.check_template)."""
+    tasks.check_template(tok, cfg.template)
     prompts, worked = tasks.tokenize_problems(tok, train, cfg.template)
     longest_prompt = max(map(len, prompts + tasks.tokenize_problems(tok, test, cfg.template)[0]))
-    fixed = start_model.cfg.max_seq_len if start_model is not None else 0
+    fixed = positions
     if fixed and cfg.max_seq_len not in (0, fixed):
         raise ValueError(f"--max_seq_len {cfg.max_seq_len}: --init_from {cfg.init_from} fixes it at {fixed}")
-    new, seq = plan_lengths(longest_prompt, max(map(len, worked)), cfg.max_new_tokens, fixed or cfg.max_seq_len)
+    try:
+        new, seq = plan_lengths(longest_prompt, max(map(len, worked)), cfg.max_new_tokens, fixed or cfg.max_seq_len)
+    except ValueError:
+        if not pretrained.is_huggingface_folder(cfg.init_from):
+            raise
+        new = plan_lengths(longest_prompt, max(map(len, worked)), cfg.max_new_tokens)[0]
+        raise ValueError(f"--init_from {cfg.init_from} is loaded with {fixed} positions, fewer than the longest prompt "
+                         f"({longest_prompt} tokens) plus --max_new_tokens {new}: give --max_seq_len "
+                         f"{longest_prompt + new} or more (up to its config.json's max_position_embeddings), or a "
+                         "smaller --max_new_tokens") from None
     if cfg.overlong_cache > new:
         raise ValueError(f"--overlong_cache {cfg.overlong_cache} must be <= --max_new_tokens {new} (L_cache is the "
                          "last part of the generation budget L_max)")
@@ -365,8 +378,11 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
             if distributed.is_main() else None
         if distributed.world() > 1:  # under torchrun rank 0's tokenizer, the same on every process
             tok = Tokenizer.from_str(distributed.broadcast(tok.to_str() if tok is not None else None))
+    # the positions of the model RL starts from (--init_from, or the run from it being resumed) are the run's
+    positions = model.cfg.max_seq_len if model is not None else \
+        point.model_config["max_seq_len"] if point is not None and cfg.init_from else 0
     try:
-        prompts, worked = plan_run(cfg, tok, train, test, model)
+        prompts, worked = plan_run(cfg, tok, train, test, positions)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
     if point is not None and checkpoint.check_resume(point, asdict(cfg), asdict(TrainConfig())):

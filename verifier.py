@@ -64,7 +64,7 @@ def solution_batch(tok, questions: list[str], texts: list[str], template: str, m
     prompts = [tasks.encode(tok, tasks.format_prompt(q, template)) for q in questions]
     if max(map(len, prompts)) >= max_len:
         raise ValueError(f"a prompt of {max(map(len, prompts))} tokens leaves no room in {max_len} positions")
-    completions = [tasks.encode(tok, t)[:max_len - len(p) - 1] + [tasks.EOS_ID] for p, t in zip(prompts, texts)]
+    completions = [tasks.encode(tok, t)[:max_len - len(p) - 1] + [tasks.eos_id(tok)] for p, t in zip(prompts, texts)]
     ids, valid = left_pad([p + c for p, c in zip(prompts, completions)], tasks.PAD_ID, device)
     L = ids.size(1)
     completion_mask = torch.arange(L, device=device)[None, :] >= torch.tensor([L - len(c) for c in completions],

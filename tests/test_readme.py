@@ -11,7 +11,8 @@ written by an EARLIER README command: that command runs once, tiny, in a shared 
 `workspace`), and its run folder is copied into the reader's folder under the same relative path. So each
 command sees what a user would have after running the README commands it depends on, and nothing else (the
 commands that all write runs/default do not meet each other). A path no earlier README command writes fails
-the case with that message. `PATH` after --gsm8k_dir is a folder of GSM8K-format files written here.
+the case with that message. `PATH` after --gsm8k_dir is a folder of GSM8K-format files written here; `MODEL_DIR`
+after --init_from a Hugging Face model folder, the tiny Qwen2 fixture of tests/fixtures/pretrained/.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import pytest
 import torch
 
 import bench
+import pretrained
 import distill
 import curves
 import explain
@@ -374,6 +376,15 @@ def write_gsm8k_fixture(folder: Path, n_train: int = 40, n_test: int = 12) -> No
                 f.write(json.dumps({"question": question, "answer": tasks.gsm8k_solution(p)}) + "\n")
 
 
+def write_pretrained_fixture(folder: Path) -> Path:
+    """The tiny Qwen2 fixture (a Hugging Face folder), its config.json allowing 4096 positions instead of 512: with
+    its vocabulary of ~100 tokens the GSM8K fixture's longest prompt is ~1500 (RoPE has no weights: the same model)."""
+    shutil.copytree(REPO / "tests" / "fixtures" / "pretrained" / "qwen2", folder)
+    config_json = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config_json, "max_position_embeddings": 4096}))
+    return folder
+
+
 class Workspace:
     """A shared folder where the README commands that others read from run once (tiny, in README order of need),
     and the GSM8K fixture."""
@@ -382,11 +393,12 @@ class Workspace:
         self.root, self.shared, self.gsm8k = root, root / "shared", root / "gsm8k"
         self.shared.mkdir()
         write_gsm8k_fixture(self.gsm8k)
+        self.pretrained = write_pretrained_fixture(root / "pretrained")
         self.ran: dict[Command, Ran] = {}
 
     def substitute(self, c: Command, args: list[str]) -> list[str]:
-        """Placeholders (`--gsm8k_dir PATH`) replaced by the fixtures written here."""
-        fixtures = {"--gsm8k_dir": str(self.gsm8k)}
+        """Placeholders (`--gsm8k_dir PATH`, `--init_from MODEL_DIR`) replaced by the fixtures written here."""
+        fixtures = {"--gsm8k_dir": str(self.gsm8k), "--init_from": str(self.pretrained)}
         out = list(args)
         for i, word in enumerate(out[1:], start=1):
             if PLACEHOLDER.match(word) and out[i - 1].startswith("--"):
@@ -559,7 +571,7 @@ def assert_tiny(cfg: config.TrainConfig, own_size: bool) -> None:
             assert getattr(cfg, flag[2:]) <= cap, (flag, getattr(cfg, flag[2:]))
     rows = budget["--prompts_per_step"] * budget["--group_size"]
     assert cfg.prompts_per_step * cfg.group_size <= max(rows, cfg.minibatches)
-    if not own_size:
+    if not own_size and not pretrained.is_huggingface_folder(cfg.init_from):  # (a Hugging Face folder: the fixture's)
         assert (cfg.n_layer, cfg.n_embd) == (TINY_MODEL["--n_layer"], TINY_MODEL["--n_embd"])
 
 

@@ -278,7 +278,8 @@ def test_r1_template_is_the_paper_text_verbatim():
     assert prompt.startswith("A conversation between User and Assistant. The user asks a question")
     assert "i.e., <think> reasoning process here </think> <answer> answer here </answer>." in prompt
     assert prompt.endswith(" User: What is 2+3?. Assistant:")  # the paper's period, kept literally
-    assert tasks.TEMPLATES == {"r1": tasks.R1_ZERO_TEMPLATE, "compact": tasks.COMPACT_TEMPLATE}
+    assert tasks.TEMPLATES == {"r1": tasks.R1_ZERO_TEMPLATE, "compact": tasks.COMPACT_TEMPLATE,
+                               "r1_chatml": tasks.CHATML_TEMPLATE, "r1_llama3": tasks.LLAMA3_TEMPLATE}
 
 
 def test_compact_prompt_and_completion_make_the_sft_text():
