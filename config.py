@@ -178,10 +178,11 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
     # 1024 a step). 400 new tokens hold a GSM8K solution in the <think>/<answer> format with room to spare. Qwen2's
     # logits are 151,936 wide: micro_batch 4 (with gradient) and forward_chunk 16 (without) bound their memory, to
     # about 25 GB in all for a 0.5B model (design: GRPO from a pretrained model); a larger GPU samples faster with a
-    # larger --forward_chunk.
+    # larger --forward_chunk. The long system turn is shared by every row: each group's prompt runs once
+    # (--prompt_once, design: A group's prompt once).
     "gsm8k_pretrained": dict(task="gsm8k", template="r1_chatml", rl="grpo", rl_steps=200, prompts_per_step=16,
                              group_size=8, rl_lr=1e-6, kl_coef=0.04, max_new_tokens=400, micro_batch=4,
-                             forward_chunk=16, rl_eval_every=25, rl_eval_n=200, pass_k=4,
+                             forward_chunk=16, prompt_once=True, rl_eval_every=25, rl_eval_n=200, pass_k=4,
                              out_dir="runs/gsm8k_pretrained"),
 }
 # What a preset cannot run without: flag -> what to give (parse_config refuses the preset without them)

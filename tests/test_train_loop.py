@@ -218,17 +218,18 @@ def test_rollouts_sample_with_the_temperature_top_p_and_chunk_they_are_given(mon
     real = rollouts.generate
 
     def spy(model, prompts, max_new_tokens, eos_id, pad_id, temperature=1.0, top_k=None, top_p=None, generator=None,
-            max_batch=None):
+            max_batch=None, prompt_once=False):
         calls.append(dict(rows=len(prompts), max_new=max_new_tokens, temperature=temperature, top_p=top_p,
-                          max_batch=max_batch))
-        return real(model, prompts, max_new_tokens, eos_id, pad_id, temperature, top_k, top_p, generator, max_batch)
+                          max_batch=max_batch, prompt_once=prompt_once))
+        return real(model, prompts, max_new_tokens, eos_id, pad_id, temperature, top_k, top_p, generator, max_batch,
+                    prompt_once)
     monkeypatch.setattr(rollouts, "generate", spy)
     tok = tasks.train_tokenizer(["User: q?\nAssistant: <think> a </think> <answer> 5 </answer>"] * 4, 300)
     policy = scripted_policy(tok, {"q?": [" <think> </think> <answer> 5 </answer>"]})
     cfg = config.parse_config(["--group_size", "3", "--max_new_tokens", "40", "--temperature", "0.7", "--top_p", "0.9",
                               "--forward_chunk", "2"])
     rollouts.sample_groups(policy, tok, [tasks.Problem("q?", "", "5")], cfg, torch.Generator().manual_seed(0))
-    assert calls == [dict(rows=3, max_new=40, temperature=0.7, top_p=0.9, max_batch=2)]
+    assert calls == [dict(rows=3, max_new=40, temperature=0.7, top_p=0.9, max_batch=2, prompt_once=False)]
 
 
 def test_the_sft_stage_trains_on_the_mixed_cold_start_the_flag_asks_for(tmp_path, monkeypatch):
