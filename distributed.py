@@ -7,7 +7,7 @@ shard per rank, and the ranks meet only where the numbers must agree:
 
     setup / teardown        the process group from torchrun's environment (gloo on CPU, NCCL on CUDA), or none
     rank, world, is_main    who this process is; only rank 0 prints, writes metrics and writes checkpoints
-    shard, shard_range      a rank's part of a list: every world-th item, or one contiguous slice (whole GRPO groups)
+    shard                   a rank's part of a list: every world-th item (a step's groups: rollouts.py's shards)
     gather                  the shards back, on every rank, in the order of the whole list
     all_reduce_grads        the gradient of the global batch: the sum of every rank's gradient
     sum_all, any_rank       a number summed over the ranks; True if any rank says so (a Ctrl-C, a time budget)
@@ -80,14 +80,6 @@ def teardown() -> None:
 def shard(items: list) -> list:
     """This rank's part of `items`: items[rank::world] (SFT's examples, evaluation questions)."""
     return items[rank()::world()]
-
-
-def shard_range(n: int) -> range:
-    """This rank's contiguous part of range(n), n a multiple of world() (a step's questions: whole groups)."""
-    if n % world():
-        raise ValueError(f"{n} items cannot be split evenly over {world()} processes")
-    size = n // world()
-    return range(rank() * size, (rank() + 1) * size)
 
 
 def gather(part: list) -> list:

@@ -481,14 +481,14 @@ def generate(model: Transformer, prompts: list[list[int]], max_new_tokens: int, 
     B, P = ids.shape
     if P + max_new_tokens > model.cfg.max_seq_len:
         raise ValueError(f"longest prompt {P} + max_new_tokens {max_new_tokens} > max_seq_len {model.cfg.max_seq_len}")
-    rows = distinct_rows(ids, valid) if prompt_once else None  # (one row of each distinct prompt, each row's)
-    cache = KVCache(model.cfg, B if rows is None else len(rows[0]), P + max_new_tokens, device,
-                    model.tok_emb.weight.dtype)
-    if rows is None:
+    if prompt_once:  # prefill each distinct prompt once, then give every row its prompt's cache and logits
+        first, row_of = distinct_rows(ids, valid)
+        cache = KVCache(model.cfg, len(first), P + max_new_tokens, device, model.tok_emb.weight.dtype)
+        logits = model(ids[first], valid=valid[first], cache=cache)[:, -1][row_of]  # (B, V)
+        cache = cache.select(row_of)
+    else:
+        cache = KVCache(model.cfg, B, P + max_new_tokens, device, model.tok_emb.weight.dtype)
         logits = model(ids, valid=valid, cache=cache)[:, -1]  # prefill: (B, V)
-    else:  # prefill the distinct prompts, then give every row its prompt's cache and logits
-        logits = model(ids[rows[0]], valid=valid[rows[0]], cache=cache)[:, -1][rows[1]]  # (B, V)
-        cache = cache.select(rows[1])
     valid = torch.cat([valid, torch.ones(B, max_new_tokens, dtype=torch.bool, device=device)], dim=1)
     next_pos = valid[:, :P].sum(-1, keepdim=True)  # (B, 1) position of the first new token
     out = torch.full((B, max_new_tokens), pad_id, dtype=torch.long, device=device)

@@ -136,8 +136,7 @@ def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator, tim
         size = len(problems) // n_shards
         parts = [sample_groups(policy, tok, problems[s * size:(s + 1) * size], cfg, gen, timer, reward_model)
                  for s, gen in sorted(shard_generators.items())]
-        roll = parts[0] if len(parts) == 1 else select_groups(parts, [torch.ones(len(p.problems), dtype=torch.bool)
-                                                                      for p in parts], len(problems), cfg.group_size)
+        roll = concat_rollouts(parts)
         return roll, roll
     first = sample_groups(policy, tok, problems, cfg, generator, timer, reward_model)
     if not cfg.dynamic_sampling:
@@ -153,11 +152,15 @@ def collect_rollouts(policy, tok, train, cfg, rng: random.Random, generator, tim
 def gather_rollouts(roll: Rollouts) -> Rollouts:
     """Every process's rollout side by side, rank 0's groups first, on every rank (the step's log covers the whole
     batch); the rollout itself with one process."""
-    parts = distributed.gather_objects(roll)
+    return concat_rollouts(distributed.gather_objects(roll))
+
+
+def concat_rollouts(parts: list[Rollouts]) -> Rollouts:
+    """Rollouts side by side, every group of each in order (completions re-padded); a single one as it is."""
     if len(parts) == 1:
-        return roll
+        return parts[0]
     return select_groups(parts, [torch.ones(len(p.problems), dtype=torch.bool) for p in parts],
-                         sum(len(p.problems) for p in parts), roll.rewards.size(1))
+                         sum(len(p.problems) for p in parts), parts[0].rewards.size(1))
 
 
 def advantages(roll: Rollouts, tok, cfg) -> torch.Tensor:

@@ -40,7 +40,7 @@ MUTANTS = [
  ("speed: prompt_once not given to the log-prob passes", R, "                  prompt_once=cfg.prompt_once)", "                  )", [FS]),
  ("speed: prompt_once not given to the sampler", R, "max_batch=cfg.forward_chunk or None, prompt_once=cfg.prompt_once)", "max_batch=cfg.forward_chunk or None)", [FS]),
  ("speed: a prompt's keys given to the wrong rows", M, "    cache.select(row_of)", "    cache.select(first[row_of])", [FS]),
- ("speed: a prefilled prompt given to the wrong rows", M, "        cache = cache.select(rows[1])", "        cache = cache.select(rows[0][rows[1]])", [FS]),
+ ("speed: a prefilled prompt given to the wrong rows", M, "        cache = cache.select(row_of)", "        cache = cache.select(first[row_of])", [FS]),
  ("speed: AdamW's per-tensor loop", O, "foreach=True)", "foreach=False)", [FS]),
  # several processes (torchrun, distributed.py)
  ("ddp: SFT gradients not summed", S, "    distributed.all_reduce_grads(model)", "    pass", [FP]),
