@@ -20,7 +20,7 @@ R1-Zero's RL starts from a pretrained base; this student has none, so its RL arm
     arm "rl"              the student's own stages 1-2: cold-start SFT on the worked solutions (sft.sft_examples,
                           sft.run_sft, as train.py's stage 1), then GRPO (train.run_rl)
     arm "distill"         the same initial student weights, SFT on the teacher's verified traces (sft.run_sft)
-    flops                 student FLOPs: 6 N per token of a training pass, 2 N per token of a forward-only pass
+    flops                 student FLOPs (compute.py): 6 N per token of a training pass, 2 N per forward-only token
     equal_compute_steps   the rl arm's FLOPs are the budget; the distill arm runs the number of SFT steps whose
                           FLOPs come closest to it, counted exactly from its batch draws before it starts
     evaluate_arm, report  both students on the same held-out problems with the same draws (sample.evaluate, as
@@ -57,6 +57,7 @@ import sample
 import sft
 import tasks
 from checkpoint import Run, step_generator, step_rng
+from compute import equal_compute_steps, flops, grpo_rollout_tokens, grpo_step_tokens, sft_step_tokens
 from config import TrainConfig, opt
 from model import TOKENIZER_FILE, WEIGHTS_FILE, ModelConfig, Transformer, load_checkpoint
 from train import run_rl
@@ -201,79 +202,9 @@ def sampled_tokens(tok, records: list[dict], template: str) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Student compute
+# 2. Student compute: compute.py's count (flops, sft_step_tokens, grpo_step_tokens, grpo_rollout_tokens,
+#    equal_compute_steps), the student's parameters as N
 # ---------------------------------------------------------------------------------------------
-def flops(n_params: int, train_tokens: int, forward_tokens: int) -> int:
-    """Student FLOPs, C = 6 N D_train + 2 N D_forward (Kaplan et al. 2020, arXiv 2001.08361):
-
-        a training pass (forward and backward) costs 6 N per token: 2 N forward, 4 N backward;
-        a forward-only pass costs 2 N per token: sampling (the prompt's prefill and each generated token through
-        the KV cache) and the log-probs of pi_ref and pi_old, which are student-sized copies.
-
-    N is the TOTAL parameter count (Transformer.num_params): with the tied embedding, each weight is multiplied
-    once per token, the embedding matrix as the LM head (its lookup is free). Left out, as in the rule: attention's
-    scores and mixing (2 n_layer T D per token at context T), norms, softmax, the optimizer. D counts real tokens
-    only, never pads.
-
-    >>> flops(1000, 10, 5)   # 6*1000*10 + 2*1000*5
-    70000
-    """
-    return 6 * n_params * train_tokens + 2 * n_params * forward_tokens
-
-
-def sft_step_tokens(lengths: list[int], cfg: TrainConfig, stage: str, step: int) -> int:
-    """Real input tokens of SFT step `step` of `stage`, from the batch that sft.run_sft draws (sft_batch_indices is a
-    function of (seed, stage, step) alone): each example's len(prompt) + len(completion) - 1 (the input is the
-    sequence without its last token), right pads not counted. lengths: len(prompt) + len(completion) per example."""
-    idx = sft.sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_grouping, stage)
-    return sum(lengths[i] - 1 for i in idx)
-
-
-def grpo_step_tokens(prompt_tokens: int, completion_tokens: int, cfg: TrainConfig) -> tuple[int, int]:
-    """(training-pass tokens, forward-only tokens) of one GRPO step whose B x G rows hold these real prompt and
-    completion tokens (EOS included), D = prompt + completion:
-
-        sampling                      D forward (prefill, then each generated token; a row's last token is never
-                                      fed back, counted anyway; rows that have ended are computed, not counted)
-        log pi_ref                    D forward, if kl_coef > 0
-        log pi_old                    D forward, if mu > 1 or minibatches > 1 (else the policy's own log-probs,
-                                      detached, are pi_old's: train.grpo_update)
-        mu epochs of minibatch steps  mu x D training (every row once an epoch; the prompt's positions too, whose
-                                      keys and values the completion attends to)
-    """
-    tokens = prompt_tokens + completion_tokens
-    passes = 1 + (cfg.kl_coef > 0) + (cfg.mu > 1 or cfg.minibatches > 1)
-    return cfg.mu * tokens, passes * tokens
-
-
-def grpo_rollout_tokens(records: list[dict], train: list[tasks.Problem], tok,
-                        cfg: TrainConfig) -> list[tuple[int, int]]:
-    """(prompt tokens, completion tokens) of every GRPO step in the metrics records: the step's questions drawn
-    again as train.rl_step draws them (the first prompts_per_step draw of step_rng(seed, 'rl', step)), each prompt
-    G times; its completion tokens (EOS included) the step's logged mean length times its B x G rows."""
-    out, rows = [], cfg.prompts_per_step * cfg.group_size
-    for r in records:
-        if r.get("stage") == cfg.rl and "reward" in r and "length" in r:
-            questions = step_rng(cfg.seed, "rl", r["step"] - 1).sample(train, cfg.prompts_per_step)
-            prompts = tok.encode_batch([tasks.format_prompt(p.question, cfg.template) for p in questions])
-            out.append((cfg.group_size * sum(len(p.ids) for p in prompts), round(r["length"] * rows)))
-    return out
-
-
-def equal_compute_steps(step_flops, budget: int) -> tuple[int, int]:
-    """(S, FLOPs of the first S steps): the number of steps, at least 1, whose cumulative FLOPs come closest to
-    `budget` (a tie takes fewer), so the arms differ by at most half of one step's FLOPs. step_flops: each step's
-    FLOPs in order (an iterable, it may be endless); ValueError if it ends short of the budget.
-
-    >>> equal_compute_steps([10, 10, 10, 10], 26), equal_compute_steps([10, 10, 10, 10], 25)
-    ((3, 30), (2, 20))
-    """
-    total = 0
-    for s, f in enumerate(step_flops, 1):
-        if total + f >= budget:
-            return (s, total + f) if s == 1 or total + f - budget < budget - total else (s - 1, total)
-        total += f
-    raise ValueError(f"the steps end at {total} FLOPs, short of the budget of {budget}")
 
 
 # ---------------------------------------------------------------------------------------------

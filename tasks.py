@@ -14,6 +14,7 @@ knows about models or training.
     check_template              a chat template refused with a tokenizer that lacks its special tokens
     format_completion           the SFT target: <think> worked steps </think> <answer> N </answer>
     train_tokenizer             byte-level BPE, every digit its own token; encode, decode
+    run_tokenizer               a run's tokenizer: train_tokenizer on its first 20k training problems
     eos_id                      the token that ends a completion, read from the tokenizer
     token_spans                 which characters of the decoded text each token supplies
     tokenize_problems           (prompt ids, worked-solution ids + EOS) of a list of problems
@@ -604,6 +605,15 @@ def corpus_texts(problems: Iterable[Problem], template: str = "compact") -> Iter
     """
     for p in problems:
         yield format_prompt(p.question, template) + format_completion(p, template=template)
+
+
+TOKENIZER_PROBLEMS = 20_000  # a run's tokenizer learns its merges from its first 20k training problems
+
+
+def run_tokenizer(train: list[Problem], template: str, vocab_size: int) -> Tokenizer:
+    """A run's tokenizer: merges learnt from the first TOKENIZER_PROBLEMS training problems (the corpus is
+    repetitive, more adds nothing), so two runs with the same data, template and vocab_size tokenize alike."""
+    return train_tokenizer(corpus_texts(train[:TOKENIZER_PROBLEMS], template), vocab_size)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> Tokenizer:

@@ -373,9 +373,8 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
     model, tok = checkpoint.load_start(cfg, device) if cfg.init_from and point is None else (None, None)
     if point is not None:
         tok = Tokenizer.from_str(point.tokenizer_json)
-    elif tok is None:  # merges learnt from the first 20k problems: the corpus is repetitive, more adds nothing
-        tok = tasks.train_tokenizer(tasks.corpus_texts(train[:20_000], cfg.template), cfg.vocab_size) \
-            if distributed.is_main() else None
+    elif tok is None:
+        tok = tasks.run_tokenizer(train, cfg.template, cfg.vocab_size) if distributed.is_main() else None
         if distributed.world() > 1:  # under torchrun rank 0's tokenizer, the same on every process
             tok = Tokenizer.from_str(distributed.broadcast(tok.to_str() if tok is not None else None))
     # the positions of the model RL starts from (--init_from, or the run from it being resumed) are the run's

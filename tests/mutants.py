@@ -26,6 +26,7 @@ TESTS = ["tests/test_updates.py", "tests/test_train_loop.py", "tests/test_train_
 T, S, R, P, O, C, E, M = "train.py", "sft.py", "rollouts.py", "ppo.py", "optim.py", "checkpoint.py", "sample.py", "model.py"
 J, K, F4 = "rejection.py", "tasks.py", "tests/test_stage4.py"
 D, FD = "distill.py", "tests/test_distill.py"
+CC, FC = "compute.py", "tests/test_compute.py"
 Z, FZ = "pretrain.py", "tests/test_pretrain.py"
 FA = "tests/test_recheck.py"
 I, FI = "inference.py", "tests/test_inference.py"
@@ -153,9 +154,13 @@ MUTANTS = [
  ("s4: resume runs stage 3 again", T, "        if resuming != STAGE4:  # stage 3", "        if True:  # stage 3", ["tests/test_rejection.py"]),
  ("s4: per-task pass@1 of the other task", E, "if k == kind]", "if k != kind]", [F4]),
  # distillation (distill.py): the student's FLOPs, the equal-compute rule, the teacher, the arms' start
- ("distill: training at 2N a token", D, "    return 6 * n_params * train_tokens + 2 * n_params * forward_tokens", "    return 2 * n_params * train_tokens + 2 * n_params * forward_tokens", [FD]),
- ("distill: pi_ref's pass not counted", D, "    passes = 1 + (cfg.kl_coef > 0) + (cfg.mu > 1 or cfg.minibatches > 1)", "    passes = 1 + (cfg.mu > 1 or cfg.minibatches > 1)", [FD]),
- ("distill: budget overshot", D, "            return (s, total + f) if s == 1 or total + f - budget < budget - total else (s - 1, total)", "            return (s, total + f)", [FD]),
+ ("compute: training at 2N a token", CC, "    return 6 * n_params * train_tokens + 2 * n_params * forward_tokens", "    return 2 * n_params * train_tokens + 2 * n_params * forward_tokens", [FC]),
+ ("compute: pi_ref's pass not counted", CC, "    passes = 1 + (cfg.kl_coef > 0) + (cfg.mu > 1 or cfg.minibatches > 1)", "    passes = 1 + (cfg.mu > 1 or cfg.minibatches > 1)", [FC]),
+ ("compute: budget overshot", CC, "            return (s, total + f) if s == 1 or total + f - budget < budget - total else (s - 1, total)", "            return (s, total + f)", [FC]),
+ ("compute: the run's start left out", CC, "    total = sum(s[\"flops\"] for s in stages.values()) + (start[\"total\"] if start else 0)", "    total = sum(s[\"flops\"] for s in stages.values())", [FC]),
+ ("compute: every SFT step of a stopped run", CC, "        done = point.step if point.stage == name else cfg.sft_steps", "        done = cfg.sft_steps", [FC]),
+ ("compute: stage 1 of another command's draws", CC, "    steps, spent = equal_compute_steps((flops(n_params, sft_step_tokens(lengths, cfg, name, s), 0)", "    steps, spent = equal_compute_steps((flops(n_params, sft_step_tokens(lengths, cfg, 'rs_sft', s), 0)", [FC]),
+ ("compute: the cold start's sft_problems ignored", CC, "    return \"sft\", [len(p) + len(c) for p, c in sft.cold_start_examples(train, prompts, worked, tok, cfg)]", "    return \"sft\", [len(p) + len(c) for p, c in sft.sft_examples(train, prompts, worked, tok, cfg.max_seq_len)]", [FC]),
  # R1-Zero: the base model (pretrain.py, --pipeline r1_zero)
  ("zero: cold-start SFT instead of pretraining", T, "        if first == PRETRAIN:  # next-token", "        if False:  # next-token", [FZ]),
  ("zero: pretraining not resumed", T, "    if not cfg.init_from and (point is None or point.stage == first):", "    if not cfg.init_from and (point is None or point.stage == \"sft\"):", [FZ]),

@@ -1,10 +1,9 @@
-"""Distillation (distill.py): the student FLOPs counter against hand-computed numbers and against the tokens the
+"""Distillation (distill.py): the student FLOPs counter (compute.py) against the tokens the
 loops really ran, the student at half the teacher's size, verified traces from a scripted teacher, the
 equal-compute step count, bad teachers refused in one line, and the whole comparison at a tiny size: both arms in
 one table at equal FLOPs, a run killed in the distill arm resumed without redoing the rest, a finished run left."""
 
 import dataclasses
-import itertools
 import json
 import os
 import random
@@ -28,53 +27,6 @@ import train
 from config import TrainConfig
 from model import ModelConfig
 from test_rejection import whole_pipeline  # noqa: F401  the tiny R1 run, stages 1-4: the teacher
-
-
-# ---------------------------------------------------------------------------------------------
-# Student compute
-# ---------------------------------------------------------------------------------------------
-def test_flops_are_6n_per_training_token_and_2n_per_forward_only_token():
-    assert distill.flops(10, 3, 7) == 6 * 10 * 3 + 2 * 10 * 7 == 320
-    assert distill.flops(125_376, 1000, 0) == 752_256_000
-    assert distill.flops(125_376, 0, 1000) == 250_752_000
-
-
-@pytest.mark.parametrize("flags, expected", [
-    (dict(kl_coef=0.04), (800, 1600)),  # update 1 x 800; sampling and pi_ref 2 x 800
-    (dict(kl_coef=0.0), (800, 800)),  # no KL: no pi_ref pass
-    (dict(kl_coef=0.04, mu=2), (1600, 2400)),  # 2 epochs; pi_old recomputed
-    (dict(kl_coef=0.04, minibatches=4), (800, 2400)),  # 4 minibatch steps of one epoch: pi_old recomputed
-])
-def test_a_grpo_step_counts_sampling_pi_ref_pi_old_and_mu_training_passes(flags, expected):
-    assert distill.grpo_step_tokens(300, 500, TrainConfig(**flags)) == expected
-
-
-def examples_of_lengths(lengths):
-    """(prompt ids, completion ids) whose lengths add up to each of `lengths`; no token is the pad."""
-    return [([5] * 2, [7] * (n - 2)) for n in lengths]
-
-
-def test_an_sft_step_counts_the_real_input_tokens_of_the_batch_run_sft_draws():
-    lengths = [3, 5, 8, 4]
-    whole = TrainConfig(batch_size=4, seed=0)  # every example: (3-1) + (5-1) + (8-1) + (4-1)
-    assert [distill.sft_step_tokens(lengths, whole, "distill", s) for s in range(3)] == [16, 16, 16]
-    examples, cfg = examples_of_lengths([3, 9, 4, 30, 12, 6, 2, 17]), TrainConfig(batch_size=3, seed=1)
-    lengths = [len(p) + len(c) for p, c in examples]
-    for step in range(6):  # the non-pad inputs of the batch sft.run_sft builds at that step
-        x, _, _ = sft.sft_batch(examples, sft.sft_batch_indices(lengths, 3, step, 1, 1, "distill"), "cpu")
-        assert distill.sft_step_tokens(lengths, cfg, "distill", step) == int((x != tasks.PAD_ID).sum())
-
-
-def test_equal_compute_takes_the_step_count_closest_to_the_budget():
-    steps = [10, 10, 10, 10]
-    assert distill.equal_compute_steps(steps, 26) == (3, 30)
-    assert distill.equal_compute_steps(steps, 25) == (2, 20)  # a tie: fewer steps
-    assert distill.equal_compute_steps(steps, 24) == (2, 20)
-    assert distill.equal_compute_steps(steps, 40) == (4, 40)
-    assert distill.equal_compute_steps(steps, 3) == (1, 10)  # at least one step
-    assert distill.equal_compute_steps(itertools.repeat(7), 100) == (14, 98)  # endless steps; |98-100| < |105-100|
-    with pytest.raises(ValueError, match="short of the budget"):
-        distill.equal_compute_steps(steps, 41)
 
 
 # ---------------------------------------------------------------------------------------------
