@@ -2,6 +2,7 @@
 
     python compute.py runs/default                        # the FLOPs of each stage of a run (finished or stopped)
     python compute.py runs/a runs/b                       # side by side, each against the first
+    python compute.py runs/a runs/b --evaluations         # and each held-out evaluation with the FLOPs spent by then
     python compute.py runs/default --sft_steps_for "--preset sft"   # the SFT steps of that run that cost the same
 
 "Equal compute" is how this project compares two ways of training: RL against more SFT, fewer worked solutions
@@ -155,7 +156,9 @@ def train_config(saved: dict) -> TrainConfig:
 def run_flops(run_dir: str) -> dict:
     """The FLOPs a run spent, from its resume point (the config, the tokenizer, the model's size, the stage and
     step it reached) and its metrics.jsonl: {"params", "stages": {name: {"steps", "train_tokens",
-    "forward_tokens", "flops"}}, "init_from", "start", "total"}. Stage 1 (SFT or pretraining) counts the steps done; GRPO counts
+    "forward_tokens", "flops"}}, "init_from", "start", "total", "evaluations"}; each evaluation of metrics.jsonl
+    (stage, step, eval_pass_at_1, eval_n) with the FLOPs spent when it was made, so runs can be compared at equal
+    compute along their curves. Stage 1 (SFT or pretraining) counts the steps done; GRPO counts
     every logged step. A run started --init_from a checkpoint of another run of this project counts that run's
     total as "start" (a Hugging Face folder's pretraining is unknown: start None, and the total leaves it out).
     ValueError naming the folder or the flag when it cannot be counted."""
@@ -167,26 +170,34 @@ def run_flops(run_dir: str) -> dict:
     n_params = Transformer(ModelConfig.from_dict(point.model_config)).num_params()
     tok = Tokenizer.from_str(point.tokenizer_json)  # the run's own tokenizer, as it was saved
     train, _ = sample.rebuild_splits(point.train_config, cfg.n_train)
-    stages = {}
-    if not cfg.init_from:
-        name, lengths = stage1_lengths(cfg, tok, train)
-        done = point.step if point.stage == name else cfg.sft_steps
-        tokens = sum(sft_step_tokens(lengths, cfg, name, s) for s in range(done))
-        stages[name] = dict(steps=done, train_tokens=tokens, forward_tokens=0, flops=flops(n_params, tokens, 0))
-    if cfg.rl == "grpo":
-        records = checkpoint.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
-        rollouts = grpo_rollout_tokens(records, train, tok, cfg)
-        per_step = [grpo_step_tokens(p, c, cfg) for p, c in rollouts]
-        train_tokens, forward_tokens = (sum(x) for x in zip(*per_step)) if per_step else (0, 0)
-        stages["grpo"] = dict(steps=len(per_step), train_tokens=train_tokens, forward_tokens=forward_tokens,
-                              flops=flops(n_params, train_tokens, forward_tokens))
+    records = checkpoint.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
     start = None
     if cfg.init_from:
         parent = os.path.dirname(os.path.normpath(cfg.init_from))
         if os.path.isfile(os.path.join(parent, checkpoint.RESUME_FILE)):
             start = run_flops(parent)
+    stages, spent = {}, {}  # spent[stage]: the run's FLOPs where the stage began, then after each of its steps
+    before = start["total"] if start else 0
+    if not cfg.init_from:
+        name, lengths = stage1_lengths(cfg, tok, train)
+        done = point.step if point.stage == name else cfg.sft_steps
+        tokens = [sft_step_tokens(lengths, cfg, name, s) for s in range(done)]
+        stages[name] = dict(steps=done, train_tokens=sum(tokens), forward_tokens=0, flops=flops(n_params, sum(tokens), 0))
+        spent[name] = [before] + [before + flops(n_params, t, 0) for t in itertools.accumulate(tokens)]
+        before += stages[name]["flops"]
+    if cfg.rl == "grpo":
+        per_step = [grpo_step_tokens(p, c, cfg) for p, c in grpo_rollout_tokens(records, train, tok, cfg)]
+        train_tokens, forward_tokens = (sum(x) for x in zip(*per_step)) if per_step else (0, 0)
+        stages["grpo"] = dict(steps=len(per_step), train_tokens=train_tokens, forward_tokens=forward_tokens,
+                              flops=flops(n_params, train_tokens, forward_tokens))
+        spent["grpo"] = [before] + [before + f for f in itertools.accumulate(flops(n_params, *t) for t in per_step)]
     total = sum(s["flops"] for s in stages.values()) + (start["total"] if start else 0)
-    return dict(run=run_dir, params=n_params, stages=stages, init_from=cfg.init_from, start=start, total=total)
+    evaluations = [dict(stage=r["stage"], step=r.get("step", stages[next(iter(stages))]["steps"] if stages else 0),
+                        eval_pass_at_1=r["eval_pass_at_1"], eval_n=r["eval_n"],
+                        flops=spent[r["stage"]][r["step"]] if r["stage"] != "final" else total)
+                   for r in records if "eval_pass_at_1" in r and (r.get("stage") in spent or r.get("stage") == "final")]
+    return dict(run=run_dir, params=n_params, stages=stages, init_from=cfg.init_from, start=start, total=total,
+                evaluations=evaluations)
 
 
 def sft_steps_for(budget: int, argv: list[str]) -> tuple[int, int, TrainConfig]:
@@ -223,6 +234,8 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--sft_steps_for", default=None, metavar="FLAGS",
                         help="train.py flags in one quoted string: print the stage-1 steps of that command whose "
                              "FLOPs come closest to the first run's total")
+    parser.add_argument("--evaluations", action="store_true",
+                        help="also list every held-out evaluation of each run with the FLOPs spent when it was made")
     args = parser.parse_args(argv)
     try:
         results = [run_flops(d) for d in args.runs]
@@ -232,6 +245,14 @@ def main(argv=None) -> list[dict]:
     print("|---|---|---|---|---|")
     for r in results:
         print(describe(r, results[0]["total"]))
+    if args.evaluations:
+        print("\n| run | stage | step | held-out pass@1 | problems | FLOPs spent | over the first run's total |")
+        print("|---|---|---|---|---|---|---|")
+        for r in results:
+            for e in r["evaluations"]:
+                print(f"| {r['run']} | {e['stage']} | {e['step'] if e['stage'] != 'final' else ''} | "
+                      f"{e['eval_pass_at_1']:.3f} | {e['eval_n']} | {e['flops']:.4g} | "
+                      f"{e['flops'] / results[0]['total']:.3f} |")
     if args.sft_steps_for is not None:
         try:
             steps, spent, cfg = sft_steps_for(results[0]["total"], shlex.split(args.sft_steps_for))

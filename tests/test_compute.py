@@ -139,6 +139,11 @@ def test_a_runs_flops_are_the_tokens_its_loops_really_ran(two_runs):
     assert len(seen["rollouts"]) == 2 and r["stages"]["grpo"]["steps"] == 2
     assert r["stages"]["grpo"]["flops"] == 6 * n * grpo_tokens + 2 * n * 2 * grpo_tokens
     assert r["start"] is None and r["total"] == 6 * n * (sum(seen["sft"]) + grpo_tokens) + 4 * n * grpo_tokens
+    # each held-out evaluation with the FLOPs spent when it was made: SFT's after 3 and 6 steps, GRPO's before
+    # its first step (where SFT ended) and after its last (the whole run)
+    at = {(e["stage"], e["step"]): e["flops"] for e in r["evaluations"]}
+    assert at == {("sft", 3): 6 * n * sum(seen["sft"][:3]), ("sft", 6): r["stages"]["sft"]["flops"],
+                  ("grpo", 0): r["stages"]["sft"]["flops"], ("grpo", 2): r["total"]}
 
 
 def test_a_run_stopped_in_sft_counts_the_steps_up_to_its_resume_point(tmp_path):
@@ -158,6 +163,8 @@ def test_a_run_started_from_another_run_counts_that_run_as_its_start(two_runs):
     assert r["start"]["run"] == first and r["start"]["total"] == compute.run_flops(first)["total"]
     assert r["stages"]["grpo"]["flops"] == 10 * n * sum(seen_from["rollouts"])
     assert r["total"] == r["start"]["total"] + r["stages"]["grpo"]["flops"]
+    at = {(e["stage"], e["step"]): e["flops"] for e in r["evaluations"]}  # counted from the start's FLOPs
+    assert at == {("grpo", 0): r["start"]["total"], ("grpo", 2): r["total"]}
 
 
 def test_the_sft_steps_for_a_budget_are_counted_from_the_command_line_alone(two_runs):
@@ -174,10 +181,12 @@ def test_the_sft_steps_for_a_budget_are_counted_from_the_command_line_alone(two_
 
 def test_the_command_prints_each_run_against_the_first_and_the_equal_sft_steps(two_runs, capsys):
     first, second, _, _ = two_runs
-    results = compute.main([first, second, "--sft_steps_for", " ".join([*SMOKE, "--rl", "none"])])
+    results = compute.main([first, second, "--evaluations", "--sft_steps_for", " ".join([*SMOKE, "--rl", "none"])])
     out = capsys.readouterr().out
     assert f"| {first} |" in out and f"| {second} |" in out and f"start {results[0]['total']:.4g}" in out
     ratio = results[1]["total"] / results[0]["total"]
     assert f"| {ratio:.3f} |" in out and "stage-1 steps of `python train.py --preset smoke" in out
+    last = results[1]["evaluations"][-1]
+    assert f"| {second} | grpo | 2 | {last['eval_pass_at_1']:.3f} | 2 | {last['flops']:.4g} | {ratio:.3f} |" in out
     with pytest.raises(SystemExit, match="no resume.safetensors"):
         compute.main([str(first) + "_missing"])
