@@ -38,6 +38,7 @@ import pytest
 import torch
 
 import bench
+import compute
 import pretrained
 import distill
 import curves
@@ -796,6 +797,18 @@ def run_distill_command(c: Command, ws: Workspace, folder: Path) -> None:
     assert (out / "distill" / "model.safetensors").is_file() and (out / "grpo" / "model.safetensors").is_file()
 
 
+def run_compute_command(c: Command, ws: Workspace, folder: Path) -> None:
+    """compute.py RUN..., on the README runs it reads: a table row with the FLOPs of each."""
+    args = ws.substitute(c, c.args)
+    ws.provide_inputs(c, args, folder)
+    ran = run_main(compute.main, args, folder, f"{c.source}:{c.line}: {c.text}")
+    runs = input_paths(c, args)
+    assert len(ran.result) == len(runs) and all(r["total"] > 0 for r in ran.result), ran.out[-2000:]
+    assert all(f"| {run} |" in ran.out for run in runs), ran.out[-2000:]
+    if "--evaluations" in args:
+        assert "| held-out pass@1 |" in ran.out and all(r["evaluations"] for r in ran.result), ran.out[-2000:]
+
+
 def run_pytest_command(c: Command, ws: Workspace, folder: Path) -> None:
     """`python -m pytest -q` is the suite this file belongs to (running it here would recurse): check that it
     collects this file."""
@@ -810,7 +823,8 @@ RUNNERS = {"train.py": run_train_command, "sample.py": run_sample_command, "benc
            "explain.py": run_explain_command, "classroom/grade.py": run_classroom_command,
            "classroom/make_student_copy.py": run_classroom_command, "reward_model.py": run_reward_model_command,
            "distill.py": run_distill_command, "verifier.py": run_verifier_command,
-           "inference.py": run_inference_command, "curves.py": run_curves_command, "-m pytest": run_pytest_command}
+           "inference.py": run_inference_command, "curves.py": run_curves_command, "compute.py": run_compute_command,
+           "-m pytest": run_pytest_command}
 
 
 @pytest.mark.parametrize("command", PYTHON, ids=[case_id(c) for c in PYTHON])
