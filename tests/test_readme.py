@@ -467,6 +467,8 @@ TRAIN_BUDGET = {"--n_train": 300, "--n_test": 12, "--sft_steps": 4, "--batch_siz
                 "--rl_steps": 2, "--prompts_per_step": 2, "--group_size": 2, "--rl_eval_n": 4, "--pass_k": 2,
                 "--rs_questions": 6, "--rs_samples": 2, "--rs_batch": 4, "--rs_sft_steps": 4, "--stage4_steps": 2,
                 "--rm_pairs": 40, "--rm_steps": 2}
+# Flags capped only where a command gives them (absent, they mean "all"): worked solutions of the first N problems
+CAP_IF_GIVEN = {"--sft_problems": 100}
 # Evaluation intervals and the device: a command's own value is kept.
 TRAIN_SETTINGS = {"--eval_every": 2, "--rl_eval_every": 1, "--device": "cpu"}
 # One torch thread in every run, a command's own --threads overridden (a setting of the machine, free on resume):
@@ -496,6 +498,7 @@ def tiny_train_flags(args: list[str], skip: tuple[str, ...] = ()) -> list[str]:
         if own is None or float(own) > cap:
             flags[flag] = cap
     flags.update({flag: value for flag, value in TRAIN_SETTINGS.items() if not sets(args, flag)})
+    flags.update({flag: cap for flag, cap in CAP_IF_GIVEN.items() if sets(args, flag) and float(last_value(args, flag)) > cap})
     cfg = loose_config(args + [str(w) for kv in flags.items() for w in kv])
     for flag in list(flags):
         name = flag[2:]
