@@ -157,7 +157,7 @@ def run_flops(run_dir: str) -> dict:
     """The FLOPs a run spent, from its resume point (the config, the tokenizer, the model's size, the stage and
     step it reached) and its metrics.jsonl: {"params", "stages": {name: {"steps", "train_tokens",
     "forward_tokens", "flops"}}, "init_from", "start", "total", "evaluations"}; each evaluation of metrics.jsonl
-    (stage, step, eval_pass_at_1, eval_n) with the FLOPs spent when it was made, so runs can be compared at equal
+    (stage, step: None for the final one, eval_pass_at_1, eval_n) with the FLOPs spent when it was made, so runs can be compared at equal
     compute along their curves. Stage 1 (SFT or pretraining) counts the steps done; GRPO counts
     every logged step. A run started --init_from a checkpoint of another run of this project counts that run's
     total as "start" (a Hugging Face folder's pretraining is unknown: start None, and the total leaves it out).
@@ -192,8 +192,7 @@ def run_flops(run_dir: str) -> dict:
                               flops=flops(n_params, train_tokens, forward_tokens))
         spent["grpo"] = [before] + [before + f for f in itertools.accumulate(flops(n_params, *t) for t in per_step)]
     total = sum(s["flops"] for s in stages.values()) + (start["total"] if start else 0)
-    evaluations = [dict(stage=r["stage"], step=r.get("step", stages[next(iter(stages))]["steps"] if stages else 0),
-                        eval_pass_at_1=r["eval_pass_at_1"], eval_n=r["eval_n"],
+    evaluations = [dict(stage=r["stage"], step=r.get("step"), eval_pass_at_1=r["eval_pass_at_1"], eval_n=r["eval_n"],
                         flops=spent[r["stage"]][r["step"]] if r["stage"] != "final" else total)
                    for r in records if "eval_pass_at_1" in r and (r.get("stage") in spent or r.get("stage") == "final")]
     return dict(run=run_dir, params=n_params, stages=stages, init_from=cfg.init_from, start=start, total=total,
