@@ -16,7 +16,8 @@ count is the usual rule (Kaplan et al., "Scaling Laws for Neural Language Models
     grpo_rollout_tokens   each logged GRPO step's prompt and completion tokens, its questions drawn again
     equal_compute_steps   the step count whose FLOPs come closest to a budget
     run_flops             a run's FLOPs by stage, from its resume point (config, tokenizer) and metrics.jsonl; a run
-                          started --init_from another run of this project counts that run's FLOPs as its start
+                          started --init_from a stage of another run counts that run's FLOPs to the stage's end
+                          as its start
     sft_steps_for         the SFT steps of a command line whose FLOPs come closest to a budget
 
 What the rule leaves out: attention's scores and mixing (2 n_layer T D per token at context T), norms, softmax and
@@ -156,11 +157,13 @@ def train_config(saved: dict) -> TrainConfig:
 def run_flops(run_dir: str) -> dict:
     """The FLOPs a run spent, from its resume point (the config, the tokenizer, the model's size, the stage and
     step it reached) and its metrics.jsonl: {"params", "stages": {name: {"steps", "train_tokens",
-    "forward_tokens", "flops"}}, "init_from", "start", "total", "evaluations"}; each evaluation of metrics.jsonl
-    (stage, step: None for the final one, eval_pass_at_1, eval_n) with the FLOPs spent when it was made, so runs can be compared at equal
-    compute along their curves. Stage 1 (SFT or pretraining) counts the steps done; GRPO counts
-    every logged step. A run started --init_from a checkpoint of another run of this project counts that run's
-    total as "start" (a Hugging Face folder's pretraining is unknown: start None, and the total leaves it out).
+    "forward_tokens", "flops"}}, "init_from", "start", "total", "evaluations", "ends"}; each evaluation of
+    metrics.jsonl (stage, step: None for the final one, eval_pass_at_1, eval_n) with the FLOPs spent when it was
+    made, so runs can be compared at equal compute along their curves; "ends", the FLOPs spent by the end of each
+    stage. Stage 1 (SFT or pretraining) counts the steps done; GRPO counts every logged step. A run started
+    --init_from a stage's checkpoint of another run of this project (RUN/sft, RUN/pretrain, RUN/grpo) counts what
+    that run had spent by the end of that stage as "start" ({"run", "stage", "flops"}), not the stages it ran after
+    it; a Hugging Face folder's pretraining is unknown: start None, and the total leaves it out.
     ValueError naming the folder or the flag when it cannot be counted."""
     point = checkpoint.load(run_dir)
     if point is None:
@@ -171,13 +174,17 @@ def run_flops(run_dir: str) -> dict:
     tok = Tokenizer.from_str(point.tokenizer_json)  # the run's own tokenizer, as it was saved
     train, _ = sample.rebuild_splits(point.train_config, cfg.n_train)
     records = checkpoint.read_jsonl(os.path.join(run_dir, "metrics.jsonl"))
-    start = None
+    start = None  # {"run", "stage", "flops"}: the run and stage --init_from names, and the FLOPs to that stage's end
     if cfg.init_from:
-        parent = os.path.dirname(os.path.normpath(cfg.init_from))
+        parent, stage = os.path.split(os.path.normpath(cfg.init_from))
         if os.path.isfile(os.path.join(parent, checkpoint.RESUME_FILE)):
-            start = run_flops(parent)
+            ends = run_flops(parent)["ends"]
+            if stage not in ends:
+                raise ValueError(f"{run_dir}: --init_from {cfg.init_from} is not a stage of {parent} (its stages: "
+                                 f"{', '.join(ends)}), so its FLOPs cannot be counted")
+            start = dict(run=parent, stage=stage, flops=ends[stage])
     stages, spent = {}, {}  # spent[stage]: the run's FLOPs where the stage began, then after each of its steps
-    before = start["total"] if start else 0
+    before = start["flops"] if start else 0
     if not cfg.init_from:
         name, lengths = stage1_lengths(cfg, tok, train)
         done = point.step if point.stage == name else cfg.sft_steps
@@ -191,12 +198,12 @@ def run_flops(run_dir: str) -> dict:
         stages["grpo"] = dict(steps=len(per_step), train_tokens=train_tokens, forward_tokens=forward_tokens,
                               flops=flops(n_params, train_tokens, forward_tokens))
         spent["grpo"] = [before] + [before + f for f in itertools.accumulate(flops(n_params, *t) for t in per_step)]
-    total = sum(s["flops"] for s in stages.values()) + (start["total"] if start else 0)
+    total = sum(s["flops"] for s in stages.values()) + (start["flops"] if start else 0)
     evaluations = [dict(stage=r["stage"], step=r.get("step"), eval_pass_at_1=r["eval_pass_at_1"], eval_n=r["eval_n"],
                         flops=spent[r["stage"]][r["step"]] if r["stage"] != "final" else total)
                    for r in records if "eval_pass_at_1" in r and (r.get("stage") in spent or r.get("stage") == "final")]
     return dict(run=run_dir, params=n_params, stages=stages, init_from=cfg.init_from, start=start, total=total,
-                evaluations=evaluations)
+                evaluations=evaluations, ends={name: points[-1] for name, points in spent.items()})
 
 
 def sft_steps_for(budget: int, argv: list[str]) -> tuple[int, int, TrainConfig]:
@@ -220,7 +227,7 @@ def describe(r: dict, reference: int) -> str:
     """One run as a table row: each stage's steps and FLOPs, the start, the total and its ratio to `reference`."""
     parts = [f"{name} {s['steps']:,} steps {s['flops']:.4g}" for name, s in r["stages"].items()]
     if r["start"] is not None:
-        parts.insert(0, f"start {r['start']['total']:.4g} ({r['start']['run']})")
+        parts.insert(0, f"start {r['start']['flops']:.4g} ({r['start']['run']} to the end of {r['start']['stage']})")
     elif r["init_from"]:
         parts.insert(0, f"start unknown ({r['init_from']})")
     return f"| {r['run']} | {r['params']:,} | {'; '.join(parts)} | {r['total']:.4g} | {r['total'] / reference:.3f} |"

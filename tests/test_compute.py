@@ -155,16 +155,32 @@ def test_a_run_stopped_in_sft_counts_the_steps_up_to_its_resume_point(tmp_path):
     assert r["stages"]["sft"]["steps"] == 3 and r["stages"]["sft"]["train_tokens"] == sum(seen["sft"])
 
 
-def test_a_run_started_from_another_run_counts_that_run_as_its_start(two_runs):
+def test_a_run_started_from_another_runs_stage_counts_that_run_to_the_stages_end(two_runs):
     first, second, seen, seen_from = two_runs
     r = compute.run_flops(second)
     n = seen["params"]
     assert list(r["stages"]) == ["grpo"] and seen_from["sft"] == []  # no SFT of its own
-    assert r["start"]["run"] == first and r["start"]["total"] == compute.run_flops(first)["total"]
+    # it started from first/sft: the first run's 6 SFT steps, not the 2 GRPO steps that run took after them
+    sft_flops = 6 * n * sum(seen["sft"])
+    assert r["start"] == dict(run=first, stage="sft", flops=sft_flops)
     assert r["stages"]["grpo"]["flops"] == 10 * n * sum(seen_from["rollouts"])
-    assert r["total"] == r["start"]["total"] + r["stages"]["grpo"]["flops"]
+    assert r["total"] == sft_flops + 10 * n * sum(seen_from["rollouts"])
     at = {(e["stage"], e["step"]): e["flops"] for e in r["evaluations"]}  # counted from the start's FLOPs
-    assert at == {("grpo", 0): r["start"]["total"], ("grpo", 2): r["total"]}
+    assert at == {("grpo", 0): sft_flops, ("grpo", 2): r["total"]}
+
+
+def test_a_start_that_is_no_stage_of_its_run_is_refused_by_name(two_runs, monkeypatch):
+    first, second, _, _ = two_runs
+    load = checkpoint.load
+
+    def started_elsewhere(out_dir):  # the second run, as if started --init_from FIRST/elsewhere
+        point = load(out_dir)
+        if out_dir == second:
+            point.train_config = {**point.train_config, "init_from": f"{first}/elsewhere"}
+        return point
+    monkeypatch.setattr(checkpoint, "load", started_elsewhere)
+    with pytest.raises(ValueError, match="elsewhere is not a stage of .*its stages: sft, grpo"):
+        compute.run_flops(second)
 
 
 def test_the_sft_steps_for_a_budget_are_counted_from_the_command_line_alone(two_runs):
@@ -183,7 +199,8 @@ def test_the_command_prints_each_run_against_the_first_and_the_equal_sft_steps(t
     first, second, _, _ = two_runs
     results = compute.main([first, second, "--evaluations", "--sft_steps_for", " ".join([*SMOKE, "--rl", "none"])])
     out = capsys.readouterr().out
-    assert f"| {first} |" in out and f"| {second} |" in out and f"start {results[0]['total']:.4g}" in out
+    assert f"| {first} |" in out and f"| {second} |" in out
+    assert f"start {results[0]['stages']['sft']['flops']:.4g} ({first} to the end of sft)" in out
     ratio = results[1]["total"] / results[0]["total"]
     assert f"| {ratio:.3f} |" in out and "stage-1 steps of `python train.py --preset smoke" in out
     last = results[1]["evaluations"][-1]
