@@ -77,7 +77,8 @@ class TrainConfig:
     rl: str = opt("grpo", "RL stage after SFT: 'grpo', 'ppo' (the baseline) or 'none' (SFT only)")
     init_from: str = opt("", "skip SFT and start RL from this checkpoint folder (e.g. runs/default/sft), or from a "
                          "Hugging Face model folder (config.json, safetensors, tokenizer.json; Llama or Qwen2)")
-    rl_steps: int = opt(100, "RL steps, each on prompts_per_step x group_size completions")
+    rl_steps: int = opt(100, "RL steps, each on prompts_per_step x group_size completions (0, with --pipeline r1 "
+                        "and --init_from: none, the --init_from model is stage 2's)")
     rl_mix: str = opt("", "the RL questions' task mixture, e.g. 'arithmetic:1' ('': every training problem alike)")
     rl_minutes: float = opt(0.0, "optional wall-clock budget of RL in minutes (0: none, stop on rl_steps)")
     prompts_per_step: int = opt(16, "B: training questions per RL step")
@@ -139,6 +140,8 @@ class TrainConfig:
     rs_direct_frac: float = opt(0.25, "stage 3: share of non-reasoning examples in the SFT mix (R1: 200k of 800k)")
     rs_init: str = opt("base", "stage 3: SFT starts from 'base' (stage 1's starting point, as R1), 'sft' or 'rl'")
     rs_sft_steps: int = opt(1500, "stage 3: SFT steps on the rejection-sampled mix")
+    rs_lr: float = opt(0.0, "stage 3: its SFT's peak learning rate (0: --lr; lower it to fine-tune a trained model, "
+                       "--rs_init sft or rl)")
     stage4_steps: int = opt(100, "stage 4: RL steps for all scenarios, from the stage-3 model (0: end after stage 3)")
     stage4_mix: str = opt("arithmetic:0.5,word:0.5", "stage 4: the task mixture of its questions (task:weight,...)")
     stage4_rm: float = opt(0.5, "stage 4: weight of the learned reward r_phi beside the rule rewards (0: rules alone)")
@@ -164,10 +167,12 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
                      pass_k=4, out_dir="runs/word_cpu"),
     # DeepSeek-R1's pipeline on arithmetic and word problems, a CPU-sized version: cold-start SFT on worked solutions
     # of both (8 heads, 3000 steps of 16, as --preset sft), reasoning RL on both (50 steps), rejection sampling of
-    # 2000 questions -> SFT from the base (as long as stage 1), then 30 steps of RL on both with the rule rewards
-    # and a learned reward; pass@4
+    # 2000 questions -> 600 SFT steps at a tenth of the learning rate from the stage-1 model (R1 starts again from
+    # its base, which needs far more distinct traces than a CPU run samples: design: Stage 3 starts from the
+    # stage-1 model), then 30 steps of RL on both with the rule rewards and a learned reward; pass@4
     "r1": dict(pipeline="r1", task="mix", vocab_size=512, n_head=8, batch_size=16, sft_steps=3000, sft_direct_frac=0.0,
-               rl_steps=50, rs_questions=2000, rs_sft_steps=3000, stage4_steps=30, pass_k=4, out_dir="runs/r1"),
+               rl_steps=50, rs_questions=2000, rs_init="sft", rs_lr=2e-4, rs_sft_steps=600, stage4_steps=30, pass_k=4,
+               out_dir="runs/r1"),
     # DeepSeek-R1-Zero: a base model pretrained on plain text (no template, no tags; pretrain.py), then GRPO with
     # the R1-Zero template and the rule rewards only, no cold start
     "r1_zero": dict(pipeline="r1_zero", template="r1", out_dir="runs/r1_zero"),
@@ -241,12 +246,12 @@ ALLOWED = {"device": ("auto", "cpu", "cuda"), "template": tuple(tasks.TEMPLATES)
            "rl": ("grpo", "ppo", "none"), "adv_scale": grpo.SCALES, "agg": grpo.AGGREGATIONS,
            "supervision": ("outcome", "process"), "std_ddof": (0, 1), "process_outcome": ("none", "last_step"),
            "pipeline": ("cold_start", "r1", "r1_zero"), "rs_init": ("base", "sft", "rl"), "task": tasks.TASKS + ("gsm8k",)}
-AT_LEAST_1 = ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer", "rl_steps",
+AT_LEAST_1 = ("sft_steps", "batch_size", "eval_every", "n_train", "n_test", "length_grouping", "n_layer",
               "prompts_per_step", "group_size", "mu", "minibatches", "iterations", "rl_eval_every", "rl_eval_n",
               "pass_k", "overlong_cache", "rs_questions", "rs_samples", "rs_batch", "rs_sft_steps", "rm_pairs", "rm_steps")
 AT_LEAST_0 = ("rollout_shards", "sft_problems", "sft_minutes", "rl_minutes", "kl_coef", "clip_eps_low", "clip_eps_high", "ref_reset_every", "micro_batch",
-              "forward_chunk", "max_new_tokens", "max_seq_len", "value_clip", "stage4_steps", "stage4_rm",
-              "stage4_language")
+              "forward_chunk", "max_new_tokens", "max_seq_len", "value_clip", "stage4_steps", "stage4_rm", "rl_steps",
+              "stage4_language", "rs_lr")
 POSITIVE = ("temperature", "eval_temperature", "eval_top_p", "rl_lr", "top_p", "vf_coef", "critic_lr")
 
 # Flags that act only in some runs: given (set to a value other than the default) anywhere else, they would be
@@ -281,7 +286,7 @@ ONLY_WITH = {
        for name in ("n_train", "n_test")},
     **{name: (lambda c: c.pipeline == "r1", "--pipeline r1")
        for name in ("rs_questions", "rs_samples", "rs_batch", "rs_direct_frac", "rs_init", "rs_sft_steps",
-                    "stage4_steps")},
+                    "rs_lr", "stage4_steps")},
     **{name: (lambda c: c.pipeline == "r1" and c.stage4_steps > 0, "--pipeline r1 and --stage4_steps N, N > 0")
        for name in ("stage4_mix", "stage4_rm", "stage4_language", "rm_pairs", "rm_steps")},
 }
@@ -362,6 +367,13 @@ def check_combinations(cfg: TrainConfig) -> None:
                          f"{', '.join(tasks.TEMPLATE_TOKENS[cfg.template])}, which only a pretrained model's tokenizer "
                          "has (a tokenizer trained here would split them into bytes): give --init_from a Hugging Face "
                          "folder whose tokenizer has them, or --template compact or r1")
+    if cfg.rl_steps == 0 and not (cfg.pipeline == "r1" and cfg.init_from):
+        raise ValueError("--rl_steps must be >= 1, got 0 (0 only with --pipeline r1 and --init_from: stages 3-4 "
+                         "then start from the --init_from model, e.g. an earlier run's grpo/)")
+    if cfg.pipeline == "r1" and cfg.rs_init == "sft" and cfg.init_from and not os.path.isdir(stage1_folder(cfg)):
+        raise ValueError(f"--rs_init sft starts stage 3 from the stage-1 model, which for --init_from "
+                         f"{cfg.init_from} is {stage1_folder(cfg)}: no such folder; give --init_from a run's sft/ or "
+                         "grpo/ folder, or --rs_init base or rl")
     if cfg.pipeline == "r1" and pretrained.is_huggingface_folder(cfg.init_from):
         raise ValueError("--pipeline r1 with --init_from a Hugging Face folder: stage 3 restarts SFT from stage 1's "
                          "starting point (--rs_init), which is rebuilt only for models trained here; give --pipeline "
@@ -373,6 +385,16 @@ def check_combinations(cfg: TrainConfig) -> None:
     if cfg.n_embd % cfg.n_head or (cfg.n_embd // cfg.n_head) % 2:
         raise ValueError(f"--n_embd {cfg.n_embd} must split into --n_head {cfg.n_head} heads of even width")
     check_processes(cfg, distributed.launched())
+
+
+def stage1_folder(cfg: TrainConfig) -> str:
+    """The stage-1 (cold-start SFT) checkpoint of an R1 run, where --rs_init sft starts stage 3: out_dir/sft, or
+    with --init_from the folder itself if it is an 'sft' folder, else the 'sft' folder beside it (the stage-1 model
+    of the run whose grpo/ it names)."""
+    if not cfg.init_from:
+        return os.path.join(cfg.out_dir, "sft")
+    folder = os.path.normpath(cfg.init_from)
+    return folder if os.path.basename(folder) == "sft" else os.path.join(os.path.dirname(folder), "sft")
 
 
 def check_processes(cfg: TrainConfig, world: int) -> None:

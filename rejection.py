@@ -209,5 +209,6 @@ def run_rejection_sft(run, policy, train: list[tasks.Problem], test: list[tasks.
           f"{stats['acceptance_rate']:.3f} ({', '.join(f'{v} {stats[v]}' for v in VERDICTS)}); "
           f"{stats['kept_unique']} unique kept, {stats['questions_with_kept']:.3f} of the questions with one; "
           f"+ {len(direct)} non-reasoning = {len(examples)} SFT examples")
-    sft.run_sft(start_model, examples, test, run, point, stage="rs_sft", steps=cfg.rs_sft_steps)
+    sft.run_sft(start_model, examples, test, run, point, stage="rs_sft", steps=cfg.rs_sft_steps,
+                lr=cfg.rs_lr or cfg.lr)
     return start_model

@@ -125,12 +125,13 @@ def sft_step(model, optimizer, x, y, mask, grad_clip: float, device: str,
 
 
 def run_sft(model, examples, test, run: Run, point: checkpoint.ResumePoint | None = None, stage: str = "sft",
-            steps: int | None = None) -> None:
-    """Supervised fine-tuning on (prompt, completion) pairs for `steps` steps (None: sft_steps); every eval_every
-    steps a checkpoint out_dir/<stage>/, then a held-out evaluation. With a resume point of this stage (its
-    weights already loaded), it continues from there. Stage 3 of the R1 pipeline runs it again as "rs_sft"."""
-    cfg, steps = run.cfg, steps or run.cfg.sft_steps
-    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+            steps: int | None = None, lr: float | None = None) -> None:
+    """Supervised fine-tuning on (prompt, completion) pairs for `steps` steps (None: sft_steps) at the peak
+    learning rate `lr` (None: --lr); every eval_every steps a checkpoint out_dir/<stage>/, then a held-out
+    evaluation. With a resume point of this stage (its weights already loaded), it continues from there. Stage 3
+    of the R1 pipeline runs it again as "rs_sft"."""
+    cfg, steps, peak = run.cfg, steps or run.cfg.sft_steps, lr or run.cfg.lr
+    optimizer = make_optimizer(model, peak, cfg.weight_decay)
     start = 0
     if point is not None:
         checkpoint.restore_optimizer(point, "optimizer", optimizer)
@@ -153,7 +154,7 @@ def run_sft(model, examples, test, run: Run, point: checkpoint.ResumePoint | Non
                 tqdm.write(f"sft_minutes={cfg.sft_minutes} reached after {step} of {steps} steps")
                 save(step, evaluate=True, done=True)
                 return evaluate_sft(model, test, run, step, stage, steps)
-            lr = lr_at(step, progress, cfg.lr, cfg.warmup_steps, steps, cfg.min_lr_ratio)
+            lr = lr_at(step, progress, peak, cfg.warmup_steps, steps, cfg.min_lr_ratio)
             set_lr(optimizer, lr)
             idx = sft_batch_indices(lengths, cfg.batch_size, step, cfg.seed, cfg.length_grouping, stage)
             n_tokens = sum(len(examples[i][1]) for i in idx)  # the batch's completion tokens, on every process

@@ -57,7 +57,7 @@ import rollouts
 import sft
 import tasks
 from checkpoint import Interrupted, Run, StopRequest, step_generator, step_rng
-from config import TrainConfig, parse_config
+from config import TrainConfig, parse_config, stage1_folder
 from model import Critic, ModelConfig, Transformer, load_checkpoint
 from optim import NonFiniteError, autocast, check_finite, clip_and_step, make_optimizer, rl_lr_scale, set_lr
 from sample import evaluate, greedy_pass_at_1, rebuild_splits
@@ -432,12 +432,12 @@ def pipeline(cfg: TrainConfig, device: str) -> dict:
 
 def stage3_start(policy: Transformer, cfg: TrainConfig, device: str) -> Transformer:
     """The model stage 3's SFT starts from (--rs_init): 'base', the starting point of stage 1 (R1 fine-tunes
-    DeepSeek-V3-Base again; here the same seeded initial weights); 'sft', the stage-1 model; 'rl', a copy of the
-    stage-2 policy."""
+    DeepSeek-V3-Base again; here the same seeded initial weights); 'sft', the stage-1 model (stage1_folder:
+    out_dir/sft, or with --init_from that run's); 'rl', a copy of the stage-2 policy."""
     if cfg.rs_init == "rl":
         return copy.deepcopy(policy)
     if cfg.rs_init == "sft":
-        return load_checkpoint(cfg.init_from or os.path.join(cfg.out_dir, "sft"), device)[0]
+        return load_checkpoint(stage1_folder(cfg), device)[0]
     torch.manual_seed(cfg.seed)  # as at the start of the pipeline, before stage 1's model was built
     return Transformer(policy.cfg).to(device)
 
@@ -493,7 +493,8 @@ def r1_report(run: Run, n: int, t_start: float) -> dict:
     shows-work, mean length) and the minutes at its end; the final record (returned)."""
     cfg, records = run.cfg, run.metrics.records()
     rl_evals = checkpoint.stage_evaluations(records, cfg.rl)
-    rows = {"sft": rl_evals[0], cfg.rl: rl_evals[-1], "rs_sft": checkpoint.stage_evaluations(records, "rs_sft")[-1],
+    rows = {**({"sft": rl_evals[0]} if cfg.rl_steps else {}),  # --rl_steps 0: the --init_from model is stage 2's
+            cfg.rl: rl_evals[-1], "rs_sft": checkpoint.stage_evaluations(records, "rs_sft")[-1],
             **({STAGE4: checkpoint.stage_evaluations(records, STAGE4)[-1]} if cfg.stage4_steps else {})}
     ends = {r["of"]: r["minutes"] for r in records if r.get("stage") == "stage_end"}
     minutes = round((time.perf_counter() - t_start) / 60, 2)
@@ -504,7 +505,8 @@ def r1_report(run: Run, n: int, t_start: float) -> dict:
     print(f"\nthe R1 pipeline, held-out on {n} problems (minutes: since the start, at the end of each stage)")
     print("| stage | " + " | ".join(keys) + " | minutes |")
     print("|---|" + "---|" * (len(keys) + 1))
-    names = {"sft": "1. cold-start SFT", cfg.rl: f"2. reasoning RL ({cfg.rl.upper()})",
+    names = {"sft": "1. cold-start SFT", cfg.rl: f"2. reasoning RL ({cfg.rl.upper()})" if cfg.rl_steps else
+             f"2. --init_from {cfg.init_from} (no RL steps here)",
              "rs_sft": "3. rejection sampling -> SFT", STAGE4: f"4. RL for all scenarios ({cfg.rl.upper()})"}
     cell = lambda k, v: f"{v:.1f}" if k == "length" else f"{v:.3f}"
     for stage, row in rows.items():

@@ -135,6 +135,7 @@ MUTANTS = [
  ("r1: no non-reasoning data", J, "    examples = stage_examples(kept, direct, run.tok", "    examples = stage_examples(kept, [], run.tok", ["tests/test_rejection.py"]),
  ("r1: stage 3 from the RL policy", T, "    torch.manual_seed(cfg.seed)  # as at the start of the pipeline", "    return copy.deepcopy(policy)  # as at the start of the pipeline", ["tests/test_rejection.py"]),
  ("r1: resume runs stage 2 again", T, "    if resuming in (None, first, cfg.rl):", "    if True:", ["tests/test_rejection.py"]),
+ ("r1: stage 3 SFT at stage 1's learning rate", J, "                lr=cfg.rs_lr or cfg.lr)", "                lr=cfg.lr)", ["tests/test_rejection.py"]),
  ("r1: stage 3 sampling not resumed", J, "    batches = read_candidates(path)", "    batches = []", ["tests/test_rejection.py"]),
  # stage 4 of the R1 pipeline: the task mixture, its settings, its reward model, resuming it
  ("mix: weights ignored", K, "        return [p for k in self.weights for p in rng.sample(self.pools[k], counts[k])]", "        return rng.sample(self.problems, n)", [F4]),

@@ -2,6 +2,7 @@
 file that a killed run resumes from, rejection sampling from a scripted policy whose completions are known, the
 non-reasoning data, the SFT mix, where stage 3 starts, and the whole pipeline at a tiny size with a kill."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -140,6 +141,24 @@ def test_stage_3_starts_from_the_seeded_initial_weights_the_stage_1_model_or_a_c
     cfg.rs_init = "sft"
     loaded = train.stage3_start(policy, cfg, "cpu")
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), initial.state_dict().values()))
+    # with --init_from, the stage-1 model of that run: the folder itself if it is an sft/, else the sft/ beside it
+    save_checkpoint(str(tmp_path / "grpo"), policy)
+    for init in ("grpo", "sft", "grpo/"):
+        cfg.init_from, cfg.out_dir = str(tmp_path / init), str(tmp_path / "elsewhere")
+        assert config.stage1_folder(cfg) == str(tmp_path / "sft")
+        loaded = train.stage3_start(policy, cfg, "cpu")
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), initial.state_dict().values()))
+
+
+def test_stages_3_4_from_a_folder_without_its_stage_1_model_are_refused_by_name(tmp_path):
+    (tmp_path / "grpo").mkdir()
+    cfg = config.TrainConfig(pipeline="r1", task="mix", rs_init="sft", init_from=str(tmp_path / "grpo"), rl_steps=0)
+    with pytest.raises(ValueError, match=f"--rs_init sft .* is {tmp_path / 'sft'}: no such folder"):
+        config.check_config(cfg)
+    config.check_config(dataclasses.replace(cfg, rs_init="base"))  # the seeded initial weights need no folder
+    for bad in (dict(init_from=""), dict(pipeline="cold_start", rs_init="base")):  # skipping stage 2 needs both
+        with pytest.raises(ValueError, match="--rl_steps must be >= 1, got 0"):
+            config.check_config(dataclasses.replace(cfg, **bad))
 
 
 def test_the_stage_3_flags_act_only_in_the_r1_pipeline_which_needs_rl():
@@ -159,7 +178,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--preset", "smoke", "--pipeline", "r1", "--n_train", "300", "--sft_steps", "8", "--eval_every", "4",
         "--eval_n", "4", "--rl_steps", "2", "--rl_eval_every", "2", "--rl_eval_n", "4", "--threads", "1",
         "--rs_questions", "12", "--rs_samples", "2", "--rs_batch", "4", "--rs_sft_steps", "8", "--task", "mix",
-        "--rl_mix", "arithmetic:1", "--stage4_steps", "4", "--rm_pairs", "40", "--rm_steps", "4"]
+        "--rl_mix", "arithmetic:1", "--stage4_steps", "4", "--rm_pairs", "40", "--rm_steps", "4", "--rs_lr", "0.01"]
 # The tiny model answers nothing right, so the sampler of stage 3 is scripted: for each question, its worked
 # solution (kept) and " 0" (no format). The rest of the pipeline is the real one.
 SCRIPTED_SAMPLER = """
@@ -169,7 +188,7 @@ rejection.sample_batch = lambda policy, tok, problems, cfg, generator: (
 """
 
 
-def run_pipeline(out_dir, stop_at=None):
+def run_pipeline(out_dir, extra=(), stop_at=None):
     """train.main(TINY) in a new process with the scripted stage-3 sampler; stop_at=(stage, step, key): SIGKILL
     right after the record of that stage and step that holds `key` is logged."""
     code = f"""
@@ -183,7 +202,7 @@ def stopping_log(self, **record):
     if stop_at and (record.get("stage"), record.get("step")) == stop_at[:2] and stop_at[2] in record:
         os.kill(os.getpid(), signal.SIGKILL)
 checkpoint.Metrics.log = stopping_log
-train.main({TINY + ["--out_dir", str(out_dir)]!r})
+train.main({TINY + list(extra) + ["--out_dir", str(out_dir)]!r})
 """
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
 
@@ -213,6 +232,9 @@ def test_the_r1_pipeline_runs_four_stages_and_prints_their_table(whole_pipeline)
     assert (rs["samples"], rs["kept"], rs["format"], rs["kept_unique"], rs["acceptance_rate"]) == (24, 12, 12, 12, 0.5)
     assert rs["questions_with_kept"] == 1.0 and rs["non_reasoning"] == 4 and rs["examples"] == 16
     assert [r["step"] for r in recs if r["stage"] == "rs_sft" and "loss" in r] == [0, 7]
+    # stage 3's SFT warms up to its own peak --rs_lr 0.01 (5 warm-up steps: 1/5 of it at step 0), stage 1's to --lr
+    first_lr = {r["stage"]: r["lr"] for r in recs if r.get("step") == 0 and "lr" in r}
+    assert first_lr["rs_sft"] == pytest.approx(0.01 / 5) and first_lr["sft"] == pytest.approx(2e-3 / 5)
     final = recs[-1]
     assert final["stage"] == "final" and list(final["stages"]) == ["sft", "grpo", "rs_sft", "rl_all"]
     assert "length" in final["stages"]["rs_sft"] and "pass_at_2" in final["stages"]["rs_sft"]
@@ -228,6 +250,22 @@ def test_the_r1_pipeline_runs_four_stages_and_prints_their_table(whole_pipeline)
     assert [r["step"] for r in recs if r["stage"] == "rl_all" and "eval_pass_at_1" in r] == [2, 4]
     for stage in ("sft", "grpo", "rs_sft", "rl_all", "reward_model"):
         assert os.path.isfile(os.path.join(out, stage, "model.safetensors"))
+
+
+def test_stages_3_and_4_run_again_from_a_finished_runs_stage_2_model_with_no_rl_steps(whole_pipeline, tmp_path):
+    whole, _ = whole_pipeline
+    again = run_pipeline(tmp_path / "again", ["--init_from", str(whole / "grpo"), "--rl_steps", "0",
+                                              "--rs_init", "sft"])
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"| 2. --init_from {whole / 'grpo'} (no RL steps here) |" in again.stdout
+    assert "| 1. cold-start SFT |" not in again.stdout and "| 4. RL for all scenarios (GRPO) |" in again.stdout
+    recs, first = records(tmp_path / "again"), records(whole)
+    assert not [r for r in recs if r["stage"] == "grpo" and "loss" in r]  # no RL step: one evaluation, at step 0
+    final = recs[-1]
+    assert list(final["stages"]) == ["grpo", "rs_sft", "rl_all"]
+    evals = [r for r in first if r["stage"] == "grpo" and "eval_pass_at_1" in r]
+    assert final["stages"]["grpo"]["pass_at_1"] == evals[-1]["eval_pass_at_1"]  # the same model, greedy
+    assert [r for r in recs if r["stage"] == "rejection"] == [r for r in first if r["stage"] == "rejection"]
 
 
 @pytest.mark.parametrize("stop_at, resumed_from, stage", [
