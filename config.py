@@ -173,6 +173,11 @@ PRESETS = {  # each a set of defaults; flags given on the command line override 
     "r1": dict(pipeline="r1", task="mix", vocab_size=512, n_head=8, batch_size=16, sft_steps=3000, sft_direct_frac=0.0,
                rl_steps=50, rs_questions=2000, rs_init="sft", rs_lr=2e-4, rs_sft_steps=600, stage4_steps=30, pass_k=4,
                out_dir="runs/r1"),
+    # the same four stages for a GPU, unmeasured there so far: the 25M-parameter model of --preset word, R1's own
+    # stage 3 (SFT from the base, on the kept samples of 4 completions of 50,000 questions), longer RL stages
+    "r1_gpu": dict(pipeline="r1", task="mix", n_layer=8, n_head=8, n_embd=512, vocab_size=1024, lr=1e-3,
+                   batch_size=64, sft_steps=5000, sft_direct_frac=0.0, rl_steps=200, rs_questions=50000,
+                   rs_batch=256, rs_sft_steps=5000, stage4_steps=100, out_dir="runs/r1_gpu"),
     # DeepSeek-R1-Zero: a base model pretrained on plain text (no template, no tags; pretrain.py), then GRPO with
     # the R1-Zero template and the rule rewards only, no cold start
     "r1_zero": dict(pipeline="r1_zero", template="r1", out_dir="runs/r1_zero"),

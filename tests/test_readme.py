@@ -613,11 +613,12 @@ def run_train_command(c: Command, ws: Workspace, folder: Path) -> int:
     assert lengths, ran.out[-2000:]
     prompt, solution, new, seq = map(int, lengths.groups())
     assert seq >= prompt + new  # every prompt fits with its whole generation budget
-    stages = ([] if cfg.init_from else [train.stage1_name(cfg)]) + ([cfg.rl] if cfg.rl != "none" else [])
+    stages = ([] if cfg.init_from else [train.stage1_name(cfg)]) + ([cfg.rl] if cfg.rl != "none" and cfg.rl_steps else [])
     for stage in stages:
         assert (out_dir / stage / "model.safetensors").is_file() and (out_dir / stage / "tokenizer.json").is_file()
-    if cfg.pipeline == "r1":  # the stage table, and stage 3's checkpoint and samples
-        assert list(record["stages"]) == ["sft", cfg.rl, "rs_sft"] + (["rl_all"] if cfg.stage4_steps else [])
+    if cfg.pipeline == "r1":  # the stage table (--rl_steps 0: no stage-1 row), stage 3's checkpoint and samples
+        first = ["sft"] if cfg.rl_steps else []
+        assert list(record["stages"]) == first + [cfg.rl, "rs_sft"] + (["rl_all"] if cfg.stage4_steps else [])
         assert "| 3. rejection sampling -> SFT |" in ran.out
         assert not cfg.stage4_steps or "| 4. RL for all scenarios" in ran.out
         assert (out_dir / "rs_sft" / "model.safetensors").is_file()
